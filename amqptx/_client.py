@@ -1,0 +1,666 @@
+# -*- test-case-name: tests.test_client -*-
+"""
+The Deferred API: senders, receivers and messages on an L{AMQPConnection}.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from enum import Enum
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import proton
+from proton import Delivery, Disposition, Endpoint, Event, Message, Terminus
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
+
+from ._errors import (
+    LinkDetached,
+    MessageModified,
+    MessageRejected,
+    MessageReleased,
+    SessionEnded,
+)
+from ._protocol import AMQPProtocol, conditionFields
+
+if TYPE_CHECKING:
+    from proton import Link, Session
+
+__all__ = ["AMQPConnection", "Outcome", "ReceivedMessage", "Receiver", "Sender"]
+
+_T = TypeVar("_T")
+
+
+class Outcome(Enum):
+    """
+    How a sent message ended, when it did not end in failure.
+
+    @cvar ACCEPTED: the peer accepted the message.
+    @cvar SETTLED: the message was sent pre-settled (at most once): it left
+        for the peer, which never acknowledges it.
+    """
+
+    ACCEPTED = "accepted"
+    SETTLED = "settled"
+
+
+class _Waiters:
+    """
+    Deferreds waiting for one event that either happens or fails.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: list[Deferred[Any]] = []
+
+    def add(self, d: Deferred[_T]) -> Deferred[_T]:
+        self._waiting.append(d)
+        return d
+
+    def discard(self, d: Deferred[Any]) -> None:
+        if d in self._waiting:
+            self._waiting.remove(d)
+
+    def fire(self, result: object) -> None:
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(result)
+
+
+class _Link:
+    """
+    What senders and receivers share: attaching, detaching, failing.
+
+    @ivar link: the proton link.
+    @ivar failure: why the link ended, once it has.
+    """
+
+    def __init__(self, connection: AMQPConnection, link: Link) -> None:
+        self._connection = connection
+        self.link = link
+        self.attached = False
+        self.failure: Failure | None = None
+        self._attachWaiters = _Waiters()
+        self._detachWaiters = _Waiters()
+
+    def _whenAttached(self: _L) -> Deferred[_L]:
+        if self.failure is not None:
+            return fail(self.failure)
+        if self.attached:
+            return succeed(self)
+        d: Deferred[_L] = Deferred(self._attachWaiters.discard)
+        return self._attachWaiters.add(d)
+
+    def close(self) -> Deferred[None]:
+        """
+        Detach the link.
+
+        @return: a Deferred that fires with L{None} once the peer has answered
+            the detach, or fails with L{LinkDetached} if the peer detached it
+            with an error first, or with the failure that ended the
+            connection.
+        """
+        if self.failure is not None:
+            if self.failure.check(_LinkClosedLocally):
+                return succeed(None)
+            return fail(self.failure)
+        d: Deferred[None] = Deferred(self._detachWaiters.discard)
+        self._detachWaiters.add(d)
+        if not self.link.state & Endpoint.LOCAL_CLOSED:
+            self.link.close()
+            self._connection.flush()
+        return d
+
+    def _remoteOpened(self) -> None:
+        if self._terminusRefused():
+            # The peer refuses: a detach with the reason follows.
+            return
+        self.attached = True
+        self._attachWaiters.fire(self)
+
+    def _terminusRefused(self) -> bool:
+        raise NotImplementedError()
+
+    def _remoteClosed(self) -> None:
+        link = self.link
+        name, description, info = conditionFields(link.remote_condition)
+        if name is not None:
+            reason = Failure(LinkDetached(name, description, info))
+        else:
+            reason = Failure(_LinkClosedLocally())
+        if not link.state & Endpoint.LOCAL_CLOSED:
+            link.close()
+        self._end(reason)
+
+    def _end(self, reason: Failure) -> None:
+        if self.failure is not None:
+            return
+        self.failure = reason
+        self._connection._forget(self)
+        self._attachWaiters.fire(
+            reason
+            if not reason.check(_LinkClosedLocally)
+            else Failure(LinkDetached(None, "the link was detached"))
+        )
+        self._failPending(reason)
+        if reason.check(_LinkClosedLocally, ConnectionDone):
+            self._detachWaiters.fire(None)
+        else:
+            self._detachWaiters.fire(reason)
+
+    def _failPending(self, reason: Failure) -> None:
+        pass
+
+
+_L = TypeVar("_L", bound=_Link)
+
+
+class _LinkClosedLocally(Exception):
+    """
+    Marks a link that ended by a normal detach.
+    """
+
+
+class Sender(_Link):
+    """
+    A sending link to one address.
+
+    Messages sent while the peer gives no credit wait, in order, and go out as
+    credit arrives.
+
+    @ivar address: the target address.
+    """
+
+    def __init__(
+        self,
+        connection: AMQPConnection,
+        link: proton.Sender,
+        address: str | None,
+        presettled: bool,
+    ) -> None:
+        super().__init__(connection, link)
+        self.address = address
+        self._sender = link
+        self._presettled = presettled
+        self._waiting: deque[tuple[bytes, Deferred[Outcome]]] = deque()
+        self._unsettled: dict[str, Deferred[Outcome]] = {}
+        self._tags = itertools.count()
+
+    def whenAttached(self) -> Deferred[Sender]:
+        """
+        @return: a Deferred that fires with this sender once the peer has
+            attached the link, or fails with L{LinkDetached} if it refused.
+        """
+        return self._whenAttached()
+
+    def send(self, message: Message) -> Deferred[Outcome]:
+        """
+        Send a message.
+
+        @param message: the message.
+        @return: a Deferred that fires with L{Outcome.ACCEPTED} when the peer
+            accepts the message (or L{Outcome.SETTLED} when it went out
+            pre-settled), or fails with L{MessageRejected}, L{MessageReleased}
+            or L{MessageModified} for the peer's other outcomes,
+            L{LinkDetached} or L{SessionEnded} when the link ended first, or
+            the connection's failure when the connection ended first.
+            Cancelling it before the message went out withdraws the message;
+            afterwards, the outcome is no longer reported.
+        """
+        if not isinstance(message, Message):
+            raise TypeError(f"send() takes a proton.Message, not {message!r}")
+        if self.failure is not None:
+            return fail(self.failure)
+        d: Deferred[Outcome] = Deferred(self._cancelSend)
+        self._waiting.append((message.encode(), d))
+        self._transmit()
+        self._connection.flush()
+        return d
+
+    def _cancelSend(self, d: Deferred[Outcome]) -> None:
+        for item in self._waiting:
+            if item[1] is d:
+                self._waiting.remove(item)
+                return
+        for tag, waiting in self._unsettled.items():
+            if waiting is d:
+                del self._unsettled[tag]
+                return
+
+    def _terminusRefused(self) -> bool:
+        return self.link.remote_target.type == Terminus.UNSPECIFIED
+
+    def _transmit(self) -> None:
+        link = self._sender
+        waiting = self._waiting
+        if not self.attached:
+            return
+        while waiting and link.credit > 0:
+            data, d = waiting.popleft()
+            tag = str(next(self._tags))
+            delivery = link.delivery(tag)
+            link.send(data)
+            link.advance()
+            if self._presettled:
+                delivery.settle()
+                d.callback(Outcome.SETTLED)
+            else:
+                self._unsettled[tag] = d
+
+    def _remoteOpened(self) -> None:
+        super()._remoteOpened()
+        self._transmit()
+
+    def _updated(self, delivery: Delivery) -> None:
+        state = delivery.remote_state
+        if state not in _TERMINAL and not delivery.settled:
+            return
+        d = self._unsettled.pop(delivery.tag, None)
+        delivery.settle()
+        if d is None:
+            return
+        if state == Disposition.ACCEPTED:
+            d.callback(Outcome.ACCEPTED)
+        elif state == Disposition.REJECTED:
+            name, description, info = conditionFields(delivery.remote.condition)
+            d.errback(MessageRejected(name, description, info))
+        elif state == Disposition.RELEASED:
+            d.errback(MessageReleased(None, "the peer released the message"))
+        elif state == Disposition.MODIFIED:
+            remote = delivery.remote
+            annotations = remote.annotations
+            d.errback(
+                MessageModified(
+                    bool(remote.failed),
+                    bool(remote.undeliverable),
+                    dict(annotations) if annotations else None,
+                )
+            )
+        else:
+            # Settled by the peer with no outcome: the default outcome of our
+            # source, which amqptx leaves unset, is accepted.
+            d.callback(Outcome.ACCEPTED)
+
+    def _failPending(self, reason: Failure) -> None:
+        waiting = [d for _, d in self._waiting] + list(self._unsettled.values())
+        self._waiting.clear()
+        self._unsettled.clear()
+        if reason.check(_LinkClosedLocally):
+            reason = Failure(LinkDetached(None, "the link was detached"))
+        for d in waiting:
+            d.errback(reason)
+
+
+_TERMINAL = frozenset(
+    [
+        Disposition.ACCEPTED,
+        Disposition.REJECTED,
+        Disposition.RELEASED,
+        Disposition.MODIFIED,
+    ]
+)
+
+
+class ReceivedMessage:
+    """
+    A message that arrived on a L{Receiver}, with the means to settle it.
+
+    @ivar message: the decoded message.
+    @ivar settled: whether this side has settled it.
+    """
+
+    def __init__(self, receiver: Receiver, delivery: Delivery, message: Message):
+        self.message = message
+        self._receiver = receiver
+        self._delivery = delivery
+        self.settled = bool(delivery.settled)
+
+    @property
+    def body(self) -> Any:
+        """
+        The message's body.
+        """
+        return self.message.body
+
+    def accept(self) -> None:
+        """
+        Tell the peer the message was processed (outcome I{accepted}).
+        """
+        self._settle(Disposition.ACCEPTED)
+
+    def reject(self, condition: str | None = None, description: str | None = None) -> None:
+        """
+        Tell the peer the message is invalid (outcome I{rejected}).
+
+        @param condition: an error condition name to give, or L{None}.
+        @param description: the condition's description.
+        """
+        if condition is not None:
+            self._delivery.local.condition = proton.Condition(condition, description)
+        self._settle(Disposition.REJECTED)
+
+    def release(self) -> None:
+        """
+        Give the message back unprocessed (outcome I{released}).
+        """
+        self._settle(Disposition.RELEASED)
+
+    def modify(self, deliveryFailed: bool = True, undeliverableHere: bool = False) -> None:
+        """
+        Give the message back, modified (outcome I{modified}).
+
+        @param deliveryFailed: count this as a failed delivery.
+        @param undeliverableHere: ask the peer not to send it here again.
+        """
+        local = self._delivery.local
+        local.failed = deliveryFailed
+        local.undeliverable = undeliverableHere
+        self._settle(Disposition.MODIFIED)
+
+    def _settle(self, state: int) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        if self._receiver.failure is not None:
+            return
+        self._delivery.update(state)
+        self._delivery.settle()
+        self._receiver._connection.flush()
+
+
+class Receiver(_Link):
+    """
+    A receiving link from one address, with a window of credit.
+
+    The peer may send up to C{credit} messages ahead of L{Receiver.get}; each
+    message handed out opens room for one more.
+    """
+
+    def __init__(
+        self,
+        connection: AMQPConnection,
+        link: proton.Receiver,
+        credit: int,
+        autoAccept: bool,
+    ) -> None:
+        super().__init__(connection, link)
+        self._receiver = link
+        self._credit = credit
+        self._autoAccept = autoAccept
+        self._buffer: deque[ReceivedMessage] = deque()
+        self._getters: deque[Deferred[ReceivedMessage]] = deque()
+
+    @property
+    def address(self) -> str | None:
+        """
+        The source address: the one asked for, or the one the peer created for
+        a dynamic receiver.
+        """
+        if self.attached:
+            address: str | None = self.link.remote_source.address
+            return address
+        return self.link.source.address  # type: ignore[no-any-return]
+
+    def whenAttached(self) -> Deferred[Receiver]:
+        """
+        @return: a Deferred that fires with this receiver once the peer has
+            attached the link, or fails with L{LinkDetached} if it refused.
+        """
+        return self._whenAttached()
+
+    def get(self) -> Deferred[ReceivedMessage]:
+        """
+        Get the next message.
+
+        @return: a Deferred that fires with the next L{ReceivedMessage} (in
+            arrival order, one per call), or fails with L{LinkDetached},
+            L{SessionEnded} or the connection's failure when the link ends
+            first.  Cancelling it gives up the place in line.
+        """
+        if self._buffer:
+            return succeed(self._handOut(self._buffer.popleft()))
+        if self.failure is not None:
+            return fail(self.failure)
+        d: Deferred[ReceivedMessage] = Deferred(self._getters.remove)
+        self._getters.append(d)
+        return d
+
+    def _handOut(self, received: ReceivedMessage) -> ReceivedMessage:
+        if self.failure is None:
+            self._receiver.flow(1)
+            if self._autoAccept:
+                received.accept()
+            self._connection.flush()
+        return received
+
+    def _terminusRefused(self) -> bool:
+        return self.link.remote_source.type == Terminus.UNSPECIFIED
+
+    def _remoteOpened(self) -> None:
+        super()._remoteOpened()
+        if self.attached:
+            self._receiver.flow(self._credit)
+
+    def _arrived(self, delivery: Delivery) -> None:
+        if delivery.partial:
+            return
+        link = self._receiver
+        if delivery.aborted:
+            link.advance()
+            delivery.settle()
+            return
+        data = link.recv(delivery.pending) or b""
+        link.advance()
+        message = Message()
+        message.decode(data)
+        received = ReceivedMessage(self, delivery, message)
+        if self._getters:
+            self._getters.popleft().callback(self._handOut(received))
+        else:
+            self._buffer.append(received)
+
+    def _failPending(self, reason: Failure) -> None:
+        if reason.check(_LinkClosedLocally):
+            reason = Failure(LinkDetached(None, "the link was detached"))
+        getters, self._getters = self._getters, deque()
+        for d in getters:
+            d.errback(reason)
+
+
+class AMQPConnection(AMQPProtocol):
+    """
+    An AMQP connection with a Deferred API: send to and receive from
+    addresses.
+
+    Build it through an amqptx endpoint (or C{amqptx.connect}); the Deferred
+    of C{endpoint.connect(factory)} fires with it once the connection is open.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(handler=self)
+        self.handlers: list[object] = []
+        self._session: Session | None = None
+        self._links: dict[str, _Link] = {}
+        self._senders: dict[str | None, Sender] = {}
+        self._names = itertools.count()
+
+    def _newSession(self) -> Session:
+        session = self._session
+        if session is None or session.state & Endpoint.LOCAL_CLOSED:
+            session = self._session = self.connection.session()
+            session.open()
+        return session
+
+    def _name(self, kind: str) -> str:
+        return f"amqptx-{kind}-{next(self._names)}"
+
+    def sender(
+        self,
+        address: str | None,
+        *,
+        name: str | None = None,
+        presettled: bool = False,
+    ) -> Deferred[Sender]:
+        """
+        Attach a new sending link.
+
+        @param address: the target address, or L{None} for the peer's
+            anonymous relay (each message then names its own C{address}).
+        @param name: the link name, or L{None} for a generated one.
+        @param presettled: send every message pre-settled (at most once)
+            instead of waiting for the peer's outcome.
+        @return: a Deferred that fires with the L{Sender} once attached, or
+            fails with L{LinkDetached} (the peer refused), L{SessionEnded} or
+            the connection's failure.
+        """
+        return self._attachSender(address, name, presettled).whenAttached()
+
+    def _attachSender(
+        self, address: str | None, name: str | None, presettled: bool
+    ) -> Sender:
+        link = self._newSession().sender(name or self._name("sender"))
+        link.target.address = address
+        if presettled:
+            link.snd_settle_mode = proton.Link.SND_SETTLED
+        sender = Sender(self, link, address, presettled)
+        self._links[link.name] = sender
+        link.open()
+        self.flush()
+        return sender
+
+    def send(self, address: str | None, message: Message) -> Deferred[Outcome]:
+        """
+        Send a message to an address on a sender kept for that address.
+
+        @param address: the target address.
+        @param message: the message.
+        @return: see L{Sender.send}.
+        """
+        sender = self._senders.get(address)
+        if sender is None:
+            sender = self._senders[address] = self._attachSender(address, None, False)
+        return sender.send(message)
+
+    def receiver(
+        self,
+        address: str | None,
+        *,
+        credit: int = 10,
+        dynamic: bool = False,
+        name: str | None = None,
+        autoAccept: bool = False,
+    ) -> Deferred[Receiver]:
+        """
+        Attach a new receiving link.
+
+        @param address: the source address (L{None} with C{dynamic}).
+        @param credit: how many messages the peer may send ahead of
+            L{Receiver.get}.
+        @param dynamic: ask the peer to create a temporary node (the reply-to
+            address of request/response).
+        @param name: the link name, or L{None} for a generated one.
+        @param autoAccept: accept every message as it is handed out by
+            L{Receiver.get}, instead of leaving the outcome to the caller.
+        @return: a Deferred that fires with the L{Receiver} once attached, or
+            fails with L{LinkDetached} (the peer refused), L{SessionEnded} or
+            the connection's failure.
+        """
+        if credit < 1:
+            raise ValueError(f"credit must be at least 1, not {credit!r}")
+        link = self._newSession().receiver(name or self._name("receiver"))
+        if dynamic:
+            link.source.dynamic = True
+        else:
+            link.source.address = address
+        receiver = Receiver(self, link, credit, autoAccept)
+        self._links[link.name] = receiver
+        link.open()
+        self.flush()
+        return receiver.whenAttached()
+
+    def _forget(self, link: _Link) -> None:
+        self._links.pop(link.link.name, None)
+        if isinstance(link, Sender) and self._senders.get(link.address) is link:
+            del self._senders[link.address]
+
+    def _linkFor(self, event: Event) -> _Link | None:
+        return self._links.get(event.link.name)
+
+    # proton's handler convention: the protocol dispatches events here.
+
+    def on_link_remote_open(self, event: Event) -> None:
+        """
+        The peer attached a link.
+
+        @param event: proton's event.
+        """
+        link = self._linkFor(event)
+        if link is not None:
+            link._remoteOpened()
+
+    def on_link_remote_close(self, event: Event) -> None:
+        """
+        The peer detached a link.
+
+        @param event: proton's event.
+        """
+        link = self._linkFor(event)
+        if link is not None:
+            link._remoteClosed()
+
+    on_link_remote_detach = on_link_remote_close
+
+    def on_link_flow(self, event: Event) -> None:
+        """
+        The peer gave a sender credit.
+
+        @param event: proton's event.
+        """
+        link = self._linkFor(event)
+        if isinstance(link, Sender):
+            link._transmit()
+
+    def on_delivery(self, event: Event) -> None:
+        """
+        A message arrived, or the peer updated a sent one.
+
+        @param event: proton's event.
+        """
+        link = self._linkFor(event)
+        if isinstance(link, Sender):
+            link._updated(event.delivery)
+        elif isinstance(link, Receiver):
+            link._arrived(event.delivery)
+
+    def on_session_remote_close(self, event: Event) -> None:
+        """
+        The peer ended a session: every link of it ends too.
+
+        @param event: proton's event.
+        """
+        session = event.session
+        name, description, info = conditionFields(session.remote_condition)
+        reason = Failure(
+            SessionEnded(name, description or "the peer ended the session", info)
+        )
+        for link in list(self._links.values()):
+            if link.link.session == session:
+                link._end(reason)
+        if not session.state & Endpoint.LOCAL_CLOSED:
+            session.close()
+        if self._session == session:
+            self._session = None
+
+    def connectionClosed(self, reason: Failure) -> None:
+        """
+        Fail every link still waiting with the connection's failure.
+
+        @param reason: why the connection ended.
+        """
+        for link in list(self._links.values()):
+            link._end(reason)
+

@@ -1,0 +1,418 @@
+# -*- test-case-name: tests.test_endpoints -*-
+"""
+AMQP client and server endpoints: TCP or TLS underneath, an AMQP connection
+that is open (not merely connected) when their Deferreds fire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ServerEndpoint,
+    wrapClientTLS,
+)
+from twisted.internet.error import ConnectingCancelledError, TimeoutError
+from twisted.internet.interfaces import (
+    IAddress,
+    IListeningPort,
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+    IProtocol,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+)
+from twisted.internet.protocol import Factory
+from twisted.internet.ssl import PrivateCertificate, optionsForClientTLS
+from twisted.internet._sslverify import IOpenSSLTrustRoot
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ._engine import ConnectionSettings
+from ._interfaces import IAMQPProtocol
+from ._url import AMQPURL, parseURL
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IDelayedCall
+
+__all__ = ["AMQPClientEndpoint", "AMQPServerEndpoint"]
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class _ConfiguringFactory(Factory):
+    """
+    Wraps the application's factory: every protocol it builds must be an
+    L{IAMQPProtocol}, and is configured with the endpoint's settings.
+    """
+
+    def __init__(
+        self,
+        wrapped: IProtocolFactory,
+        settings: ConnectionSettings,
+        clock: IReactorTime,
+    ) -> None:
+        self._wrapped = wrapped
+        self._settings = settings
+        self._clock = clock
+
+    def doStart(self) -> None:
+        self._wrapped.doStart()
+
+    def doStop(self) -> None:
+        self._wrapped.doStop()
+
+    def buildProtocol(self, addr: IAddress) -> IProtocol | None:
+        protocol = self._wrapped.buildProtocol(addr)
+        if protocol is None:
+            return None
+        if not IAMQPProtocol.providedBy(protocol):
+            raise TypeError(
+                f"an AMQP endpoint needs a factory of AMQP protocols "
+                f"(IAMQPProtocol), not of {protocol!r}"
+            )
+        protocol.configure(self._settings, self._clock)
+        return protocol  # type: ignore[no-any-return]
+
+
+class _OpeningAttempt:
+    """
+    One connection attempt of an L{AMQPClientEndpoint}: the TCP (and TLS)
+    connection, then the AMQP Open, under one timeout and one canceller.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        timeout: float | None,
+        connecting: Deferred[IProtocol],
+        description: str,
+    ) -> None:
+        self.result: Deferred[IAMQPProtocol] = Deferred(self._cancel)
+        self._description = description
+        self._protocol: IAMQPProtocol | None = None
+        self._connecting = connecting
+        self._timer: IDelayedCall | None = None
+        if timeout is not None:
+            self._timer = clock.callLater(timeout, self._timedOut)
+        connecting.addCallbacks(self._connected, self._failed)
+
+    def _connected(self, protocol: IProtocol) -> None:
+        amqp = IAMQPProtocol(protocol)
+        self._protocol = amqp
+        amqp.whenOpened().addCallbacks(self._opened, self._failed)
+
+    def _opened(self, protocol: IAMQPProtocol) -> None:
+        self._stopTimer()
+        if not self.result.called:
+            self.result.callback(protocol)
+
+    def _failed(self, reason: Failure) -> None:
+        self._stopTimer()
+        if not self.result.called:
+            self.result.errback(reason)
+
+    def _stopTimer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _abandon(self, reason: Exception) -> None:
+        self._stopTimer()
+        self.result.errback(reason)
+        protocol = self._protocol
+        if protocol is None:
+            self._connecting.cancel()
+        elif protocol.transport is not None:  # type: ignore[attr-defined]
+            protocol.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def _cancel(self, result: Deferred[IAMQPProtocol]) -> None:
+        self._abandon(ConnectingCancelledError(self._description))
+
+    def _timedOut(self) -> None:
+        self._timer = None
+        self._abandon(
+            TimeoutError(f"the AMQP connection to {self._description} did not open")
+        )
+
+
+@implementer(IStreamClientEndpoint)
+class AMQPClientEndpoint:
+    """
+    A client endpoint for AMQP 1.0 over TCP or TLS.
+
+    C{connect(factory)} fires with the protocol once both sides have sent
+    their AMQP Open.  The factory must build L{IAMQPProtocol} providers
+    (L{amqptx.AMQPConnection}, for example).
+
+    A password is never sent in clear: over C{amqp} (no TLS) the constructor
+    refuses credentials unless C{allowInsecurePlain} is set.
+    """
+
+    def __init__(
+        self,
+        reactor: object,
+        host: str,
+        port: int | None = None,
+        *,
+        tls: bool = False,
+        user: str | None = None,
+        password: str | None = None,
+        mechanisms: Sequence[str] | None = None,
+        allowInsecurePlain: bool = False,
+        virtualHost: str | None = None,
+        containerId: str | None = None,
+        idleTimeout: float | None = None,
+        maxFrameSize: int | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        bindAddress: str | None = None,
+        trustRoot: IOpenSSLTrustRoot | None = None,
+        clientCertificate: PrivateCertificate | None = None,
+        sni: str | None = None,
+        tlsOptions: IOpenSSLClientConnectionCreator | None = None,
+    ) -> None:
+        """
+        @param reactor: the reactor (a clock with TCP and name resolution).
+        @param host: the host name or numeric address to connect to.
+        @param port: the port; by default 5671 with C{tls}, else 5672.
+        @param tls: connect with TLS (the C{amqps} scheme).
+        @param user: the SASL user name.
+        @param password: the SASL password.
+        @param mechanisms: the SASL mechanisms to allow; by default PLAIN when
+            a user is given, else ANONYMOUS.
+        @param allowInsecurePlain: allow a password to go in clear over a
+            connection without TLS.
+        @param virtualHost: the Open frame's C{hostname}; by default C{host}.
+        @param containerId: this side's container id; generated by default.
+        @param idleTimeout: seconds of silence after which the peer is
+            declared dead; advertised so that the peer sends heartbeats.
+        @param maxFrameSize: the largest frame to accept.
+        @param timeout: seconds the whole attempt (TCP, TLS, SASL, Open) may
+            take, or L{None} for no limit.
+        @param bindAddress: a local address to connect from.
+        @param trustRoot: the certificate authorities to trust (TLS); by
+            default the platform's.
+        @param clientCertificate: a certificate and key to present (TLS).
+        @param sni: the server name to ask for and to verify (TLS); by
+            default C{host}.
+        @param tlsOptions: complete TLS options, instead of C{trustRoot},
+            C{clientCertificate} and C{sni}.
+        @raise ValueError: for a bad value, or credentials that would go in
+            clear.
+        """
+        if not host:
+            raise ValueError("an AMQP client endpoint needs a host")
+        if port is None:
+            port = 5671 if tls else 5672
+        if not 0 < port < 65536:
+            raise ValueError(f"invalid port {port!r}: must be 1-65535")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"invalid timeout {timeout!r}: must be positive")
+        if idleTimeout is not None and idleTimeout < 0:
+            raise ValueError(f"invalid idleTimeout {idleTimeout!r}")
+        if maxFrameSize is not None and maxFrameSize < 512:
+            raise ValueError(f"invalid maxFrameSize {maxFrameSize!r}: at least 512")
+        if password is not None and user is None:
+            raise ValueError("a password needs a user")
+        if mechanisms is None:
+            mechanisms = ("PLAIN",) if user is not None else ("ANONYMOUS",)
+        mechanisms = tuple(m.upper() for m in mechanisms)
+        if not tls and not allowInsecurePlain and (
+            password is not None or "PLAIN" in mechanisms
+        ):
+            raise ValueError(
+                "refusing to send a password in clear over amqp (no TLS): "
+                "use amqps, or allow it explicitly with allowInsecurePlain"
+            )
+        if not tls and (trustRoot, clientCertificate, sni, tlsOptions) != (
+            None,
+            None,
+            None,
+            None,
+        ):
+            raise ValueError("TLS options need tls (the amqps scheme)")
+        self._reactor = reactor
+        self._host = host[1:-1] if host.startswith("[") else host
+        self._port = port
+        self._timeout = timeout
+        self._bindAddress = (bindAddress, 0) if bindAddress else None
+        self._tlsOptions: IOpenSSLClientConnectionCreator | None = None
+        if tls:
+            self._tlsOptions = tlsOptions or optionsForClientTLS(
+                sni or self._host,
+                trustRoot=trustRoot,
+                clientCertificate=clientCertificate,
+            )
+        self.settings = ConnectionSettings(
+            role="client",
+            hostname=virtualHost if virtualHost is not None else self._host,
+            user=user,
+            password=password,
+            mechanisms=mechanisms,
+            allowInsecureMechanisms=tls or allowInsecurePlain,
+            containerId=containerId,
+            idleTimeout=idleTimeout,
+            maxFrameSize=maxFrameSize,
+        )
+
+    @classmethod
+    def fromURL(
+        cls, reactor: object, url: AMQPURL | str, **options: object
+    ) -> AMQPClientEndpoint:
+        """
+        Make an endpoint for a connection URL.
+
+        @param reactor: the reactor.
+        @param url: an L{AMQPURL} or its text, such as
+            C{"amqps://user:secret@example.com"}; its scheme selects TLS, and
+            its user and password are used unless given in C{options}.
+        @param options: keyword arguments of L{AMQPClientEndpoint}.
+        @return: the endpoint.
+        @raise ValueError: for a bad URL or option value.
+        @raise TypeError: for an unknown option.
+        """
+        if isinstance(url, str):
+            url = parseURL(url)
+        if url.user is not None:
+            options.setdefault("user", url.user)
+        if url.password is not None:
+            options.setdefault("password", url.password)
+        return cls(reactor, url.host, url.port, tls=url.tls, **options)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        scheme = "amqps" if self._tlsOptions is not None else "amqp"
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"<AMQPClientEndpoint {scheme}://{host}:{self._port}>"
+
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
+        """
+        Connect, and open the AMQP connection.
+
+        @param protocolFactory: a factory of L{IAMQPProtocol} providers.
+        @return: a Deferred that fires with the protocol once the AMQP
+            connection is open, or fails with:
+              - L{twisted.internet.error.ConnectError} and its subclasses
+                (C{ConnectionRefusedError}, C{DNSLookupError}...) when no
+                TCP connection could be made;
+              - L{amqptx.TLSError} when the TLS handshake failed (for example
+                an untrusted certificate or one for another name);
+              - L{amqptx.AuthenticationFailed} when SASL authentication
+                failed;
+              - L{amqptx.OpenRefused} when the peer refused the Open;
+              - L{amqptx.ProtocolError} or L{amqptx.AMQPConnectionLost} when
+                the peer spoke no AMQP or dropped the connection;
+              - L{twisted.internet.error.TimeoutError} when the whole attempt
+                took longer than the timeout;
+              - L{twisted.internet.error.ConnectingCancelledError} when
+                cancelled.
+        """
+        reactor = self._reactor
+        factory = _ConfiguringFactory(
+            protocolFactory,
+            self.settings,
+            reactor,  # type: ignore[arg-type]
+        )
+        endpoint: IStreamClientEndpoint = HostnameEndpoint(
+            reactor,
+            self._host,
+            self._port,
+            timeout=self._timeout or DEFAULT_TIMEOUT,
+            bindAddress=self._bindAddress,
+        )
+        if self._tlsOptions is not None:
+            endpoint = wrapClientTLS(self._tlsOptions, endpoint)
+        attempt = _OpeningAttempt(
+            reactor,  # type: ignore[arg-type]
+            self._timeout,
+            endpoint.connect(factory),
+            f"{self._host}:{self._port}",
+        )
+        return attempt.result  # type: ignore[return-value]
+
+
+@implementer(IStreamServerEndpoint)
+class AMQPServerEndpoint:
+    """
+    A server endpoint for AMQP 1.0 over TCP or TLS.
+
+    Every accepted connection gets a protocol from the application's factory
+    (it must build L{IAMQPProtocol} providers), configured as the server side.
+    """
+
+    def __init__(
+        self,
+        reactor: object,
+        port: int,
+        *,
+        interface: str = "",
+        backlog: int = 50,
+        tlsOptions: IOpenSSLServerConnectionCreator | object | None = None,
+        containerId: str | None = None,
+        idleTimeout: float | None = None,
+        maxFrameSize: int | None = None,
+        mechanisms: Sequence[str] = ("ANONYMOUS",),
+    ) -> None:
+        """
+        @param reactor: the reactor.
+        @param port: the port to listen on (0 for any free port).
+        @param interface: the address to listen on: C{""} or C{"0.0.0.0"}
+            for every IPv4 interface, C{"::"} (or C{"[::0]"}) for every IPv6
+            one, or one address.
+        @param backlog: the listen backlog.
+        @param tlsOptions: TLS server options (a
+            L{twisted.internet.ssl.CertificateOptions}, say) to listen with
+            TLS (the C{amqps} scheme), or L{None}.
+        @param containerId: this server's container id.
+        @param idleTimeout: the idle timeout to advertise, in seconds.
+        @param maxFrameSize: the largest frame to accept.
+        @param mechanisms: the SASL mechanisms to offer.
+        @raise ValueError: for a bad value.
+        """
+        if not 0 <= port < 65536:
+            raise ValueError(f"invalid port {port!r}: must be 0-65535")
+        if interface.startswith("[") and interface.endswith("]"):
+            interface = interface[1:-1]
+        self._reactor = reactor
+        self._port = port
+        self._interface = interface
+        self._backlog = backlog
+        self._tlsOptions = tlsOptions
+        self.settings = ConnectionSettings(
+            role="server",
+            containerId=containerId,
+            idleTimeout=idleTimeout,
+            maxFrameSize=maxFrameSize,
+            mechanisms=tuple(mechanisms),
+        )
+
+    def __repr__(self) -> str:
+        scheme = "amqps" if self._tlsOptions is not None else "amqp"
+        return f"<AMQPServerEndpoint {scheme}:{self._port}:{self._interface!r}>"
+
+    def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
+        """
+        Listen for AMQP connections.
+
+        @param protocolFactory: a factory of L{IAMQPProtocol} providers.
+        @return: a Deferred that fires with the listening port, or fails with
+            L{twisted.internet.error.CannotListenError}.
+        """
+        factory: IProtocolFactory = _ConfiguringFactory(
+            protocolFactory,
+            self.settings,
+            self._reactor,  # type: ignore[arg-type]
+        )
+        if self._tlsOptions is not None:
+            factory = TLSMemoryBIOFactory(self._tlsOptions, False, factory)
+        return TCP4ServerEndpoint(
+            self._reactor,
+            self._port,
+            backlog=self._backlog,
+            interface=self._interface,
+        ).listen(factory)

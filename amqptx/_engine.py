@@ -1,0 +1,220 @@
+# -*- test-case-name: tests.test_engine -*-
+"""
+The sans-I/O core: one AMQP connection on proton's protocol engine.
+
+An L{Engine} owns a proton C{Transport}, C{Connection} and C{Collector}. Bytes
+from the network go in through L{Engine.feed}, bytes for the network come out of
+L{Engine.takeOutput}, time goes in through L{Engine.tick}, and proton's events
+come out of L{Engine.nextEvent}. Nothing here touches a socket, a clock or
+Twisted: the Twisted protocol in L{amqptx._protocol} is a thin pump around it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from proton import Collector, Connection, Event, Transport
+
+__all__ = ["ConnectionSettings", "Engine", "Role"]
+
+Role = Literal["client", "server"]
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """
+    What one side says and requires when an AMQP connection opens.
+
+    Endpoints build these from their options; protocols read them when they
+    start their engine.
+
+    @ivar role: C{"client"} sends the protocol header and the Open first;
+        C{"server"} answers.
+    @ivar hostname: the Open frame's C{hostname} field (the virtual host), or
+        L{None}.
+    @ivar user: the SASL user name (client), or L{None} for none.
+    @ivar password: the SASL password (client); never shown in C{repr}.
+    @ivar mechanisms: the SASL mechanisms this side allows, or L{None} for
+        proton's default choice.
+    @ivar allowInsecureMechanisms: whether mechanisms that reveal a password
+        (PLAIN) may be used; amqptx sets it only over TLS or when the user
+        explicitly allowed cleartext passwords.
+    @ivar containerId: the Open frame's C{container-id}, or L{None} for a
+        generated one.
+    @ivar idleTimeout: the local idle timeout in seconds advertised in the
+        Open frame (the peer sends heartbeats at half of it), or L{None} for
+        none.
+    @ivar maxFrameSize: the largest frame this side accepts, or L{None} for
+        proton's default.
+    @ivar properties: the Open frame's C{properties} map.
+    """
+
+    role: Role = "client"
+    hostname: str | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    mechanisms: tuple[str, ...] | None = None
+    allowInsecureMechanisms: bool = False
+    containerId: str | None = None
+    idleTimeout: float | None = None
+    maxFrameSize: int | None = None
+    properties: dict[str, object] | None = field(default=None, hash=False)
+
+
+class Engine:
+    """
+    One AMQP connection as bytes in, bytes out, events out.
+
+    @ivar connection: the proton C{Connection} the engine drives.
+    @ivar transport: the proton C{Transport} bound to C{connection}.
+    @ivar settings: the settings the engine was made with.
+    """
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        """
+        Make a proton connection and transport for C{settings}, bound and ready
+        to produce the protocol header.
+
+        @param settings: what this side says and requires.
+        """
+        self.settings = settings
+        self.connection = Connection()
+        self.collector = Collector()
+        self.connection.collect(self.collector)
+        server = settings.role == "server"
+        self.transport = Transport(Transport.SERVER if server else Transport.CLIENT)
+        self._configure(settings)
+        self.transport.bind(self.connection)
+        self._input = bytearray()
+
+    def _configure(self, settings: ConnectionSettings) -> None:
+        """
+        Apply C{settings} to the unbound connection and transport.
+
+        @param settings: what this side says and requires.
+        """
+        connection, transport = self.connection, self.transport
+        if settings.containerId is not None:
+            connection.container = settings.containerId
+        if settings.hostname is not None:
+            connection.hostname = settings.hostname
+        if settings.properties:
+            connection.properties = dict(settings.properties)  # type: ignore[arg-type]
+        if settings.idleTimeout:
+            transport.idle_timeout = settings.idleTimeout
+        if settings.maxFrameSize:
+            transport.max_frame_size = settings.maxFrameSize
+        sasl = transport.sasl()
+        if settings.mechanisms is not None:
+            sasl.allowed_mechs(" ".join(settings.mechanisms))
+        sasl.allow_insecure_mechs = settings.allowInsecureMechanisms
+        if settings.role == "client":
+            if settings.user is not None:
+                connection.user = settings.user
+            if settings.password is not None:
+                connection.password = settings.password
+
+    def feed(self, data: bytes) -> None:
+        """
+        Give proton bytes that arrived from the peer.
+
+        What proton has no room for now stays buffered and goes in on a later
+        call of C{feed} or L{Engine.retryInput}, so nothing is lost.  Once the
+        transport's input side is closed, further bytes are dropped: the
+        connection is ending.
+
+        @param data: bytes read from the network.
+        """
+        if data:
+            self._input += data
+        self.retryInput()
+
+    def retryInput(self) -> None:
+        """
+        Push buffered input into proton, as much as it has room for.
+        """
+        transport, pending = self.transport, self._input
+        while pending:
+            capacity = transport.capacity()
+            if capacity < 0:
+                del pending[:]
+                return
+            if capacity == 0:
+                return
+            chunk = bytes(pending[:capacity])
+            transport.push(chunk)
+            del pending[: len(chunk)]
+
+    def inputBuffered(self) -> int:
+        """
+        @return: how many received bytes wait for room in proton.
+        """
+        return len(self._input)
+
+    def feedEOF(self) -> None:
+        """
+        Tell proton that the peer will send nothing more.
+        """
+        self.transport.close_tail()
+
+    def takeOutput(self) -> bytes:
+        """
+        Take every byte proton has for the peer.
+
+        @return: the bytes to write, possibly empty.
+        """
+        transport = self.transport
+        pending = transport.pending()
+        if pending <= 0:
+            return b""
+        data = transport.peek(pending)
+        if not data:
+            return b""
+        transport.pop(len(data))
+        return bytes(data)
+
+    def outputClosed(self) -> bool:
+        """
+        @return: whether proton will never produce output again (the
+            connection is over on our side and everything has been taken).
+        """
+        return self.transport.pending() < 0
+
+    def closeOutput(self) -> None:
+        """
+        Tell proton that nothing more can be written to the peer.
+        """
+        self.transport.close_head()
+
+    def tick(self, now: float) -> float:
+        """
+        Let proton act on the passage of time: send heartbeats, and declare a
+        silent peer dead.
+
+        @param now: the current time, in seconds, from the reactor's clock.
+        @return: when to call again, in the same clock's seconds, or C{0.0}
+            when no timer is needed.
+        """
+        return self.transport.tick(now)
+
+    def nextEvent(self) -> Event | None:
+        """
+        Take the next event proton has to report.
+
+        @return: the event, or L{None} when there is none left.
+        """
+        collector = self.collector
+        event = collector.peek()
+        if event is None:
+            return None
+        collector.pop()
+        return event
+
+    def release(self) -> None:
+        """
+        Unbind the transport and stop collecting events, breaking proton's
+        reference cycles; the engine is useless afterwards.
+        """
+        self.transport.unbind()
+        self.collector.release()

@@ -1,0 +1,401 @@
+# -*- test-case-name: tests.test_protocol -*-
+"""
+The Twisted protocol that pumps an L{Engine}: bytes from the transport into
+proton, proton's output onto the transport, proton's deadlines onto the
+reactor's clock, and proton's events to a handler.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from OpenSSL import SSL
+from proton import Condition, Endpoint, Event
+from service_identity import VerificationError
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ._engine import ConnectionSettings, Engine
+from ._errors import (
+    AMQPConnectionLost,
+    AMQPError,
+    AuthenticationFailed,
+    ConnectionClosed,
+    OpenRefused,
+    ProtocolError,
+    TLSError,
+)
+from ._interfaces import IAMQPProtocol
+
+if TYPE_CHECKING:
+    from proton import Connection
+
+__all__ = ["AMQPProtocol", "conditionFields"]
+
+_UNAUTHORIZED = "amqp:unauthorized-access"
+
+
+def conditionFields(
+    condition: Condition | None,
+) -> tuple[str | None, str | None, dict[Any, Any] | None]:
+    """
+    Take apart a proton condition.
+
+    @param condition: a condition, or L{None}.
+    @return: its name, description and info (all L{None} for no condition).
+    """
+    if condition is None:
+        return None, None, None
+    info = condition.info
+    return condition.name, condition.description, dict(info) if info else None
+
+
+def _defaultClock() -> IReactorTime:
+    from twisted.internet import reactor
+
+    return reactor  # type: ignore[return-value]
+
+
+@implementer(IAMQPProtocol)
+class AMQPProtocol(Protocol):
+    """
+    One AMQP 1.0 connection, client or server, on a Twisted transport.
+
+    The protocol opens and closes the connection, keeps heartbeats going on
+    its clock, and reports how the connection ended.  Everything else (links,
+    messages) is the business of its L{handler}, which receives every proton
+    event in proton's convention (C{on_link_flow(event)} and so on), or of
+    subclasses.
+
+    API calls made from outside proton's event dispatch (a Deferred callback
+    that creates a link, say) must be followed by L{flush} so that their
+    frames go out at once; amqptx's own APIs do that.
+
+    @ivar settings: what this side says and requires (set by L{configure}).
+    @ivar clock: the clock for heartbeats (set by L{configure}, defaulting to
+        the global reactor when the connection is made).
+    @ivar handler: the object that receives proton's events, or L{None}.
+    @ivar engine: the sans-I/O engine, once the connection is made.
+    @ivar opened: whether both sides have sent their Open.
+    """
+
+    _log = Logger()
+
+    def __init__(self, handler: object | None = None) -> None:
+        """
+        @param handler: the object that receives proton's events, or L{None}.
+        """
+        self.settings = ConnectionSettings()
+        self.clock: IReactorTime | None = None
+        self.handler = handler
+        self.engine: Engine | None = None
+        self.opened = False
+        self._error: AMQPError | None = None
+        self._ended: Failure | None = None
+        self._openWaiters: list[Deferred[IAMQPProtocol]] = []
+        self._closeWaiters: list[Deferred[None]] = []
+        self._timer: IDelayedCall | None = None
+        self._flushing = False
+        self._again = False
+        self._disconnecting = False
+
+    # --- configuration -------------------------------------------------------
+
+    def configure(self, settings: ConnectionSettings, clock: IReactorTime) -> None:
+        """
+        Set the connection's settings and clock; see L{IAMQPProtocol}.
+
+        @param settings: the connection's settings.
+        @param clock: the clock for heartbeats and timeouts.
+        """
+        self.settings = settings
+        self.clock = clock
+
+    @property
+    def connection(self) -> Connection:
+        """
+        The proton C{Connection}; only while the connection is made.
+        """
+        if self.engine is None:
+            raise RuntimeError("the AMQP connection is not made yet")
+        return self.engine.connection
+
+    # --- IProtocol -------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        """
+        Start the engine and, on the client side, send the protocol header and
+        the Open.
+        """
+        if self.clock is None:
+            self.clock = _defaultClock()
+        self.engine = Engine(self.settings)
+        if self.settings.role == "client":
+            self.engine.connection.open()
+        self.flush()
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Feed bytes from the peer to proton, and act on what follows.
+
+        @param data: bytes read from the transport.
+        """
+        engine = self.engine
+        if engine is None or self._ended is not None:
+            return
+        engine.feed(data)
+        self.flush()
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        """
+        Finish the connection: let proton and the handler see the end, then
+        report it to everyone waiting.
+
+        @param reason: why the transport ended.
+        """
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        failure = self._endReason(reason)
+        self._ended = failure
+        engine = self.engine
+        if engine is not None:
+            engine.feedEOF()
+            engine.closeOutput()
+            self._dispatchAll(engine)
+        self._fireEnded(failure)
+        self.connectionClosed(failure)
+        if engine is not None:
+            engine.release()
+
+    # --- hooks for subclasses --------------------------------------------------
+
+    def connectionOpened(self) -> None:
+        """
+        Called once both sides have sent their Open.  Override it.
+        """
+
+    def connectionClosed(self, reason: Failure) -> None:
+        """
+        Called once, when the connection has ended.  Override it.
+
+        @param reason: a L{ConnectionDone} failure for a clean close by either
+            side, or an L{AMQPError} (or L{TLSError}) failure saying what went
+            wrong.
+        """
+
+    # --- public API ----------------------------------------------------------------
+
+    def whenOpened(self) -> Deferred[IAMQPProtocol]:
+        """
+        See L{IAMQPProtocol.whenOpened}.
+
+        @return: a new Deferred that fires with this protocol once the
+            connection is open, or fails with L{AuthenticationFailed},
+            L{OpenRefused}, L{ProtocolError}, L{AMQPConnectionLost} or
+            L{TLSError} if it ends first.
+        """
+        if self._ended is not None:
+            return fail(self._openFailure(self._ended))
+        if self.opened:
+            return succeed(self)
+        d: Deferred[IAMQPProtocol] = Deferred(self._cancelOpenWaiter)
+        self._openWaiters.append(d)
+        return d
+
+    def _cancelOpenWaiter(self, d: Deferred[IAMQPProtocol]) -> None:
+        if d in self._openWaiters:
+            self._openWaiters.remove(d)
+
+    def whenClosed(self) -> Deferred[None]:
+        """
+        Get a Deferred that fires when the connection has ended.
+
+        @return: a new Deferred that fires with L{None} after a clean close, or
+            fails with the L{AMQPError} that ended the connection.
+        """
+        if self._ended is not None:
+            return self._settled(self._ended)
+        d: Deferred[None] = Deferred(self._cancelCloseWaiter)
+        self._closeWaiters.append(d)
+        return d
+
+    def _cancelCloseWaiter(self, d: Deferred[None]) -> None:
+        if d in self._closeWaiters:
+            self._closeWaiters.remove(d)
+
+    def close(
+        self, condition: str | None = None, description: str | None = None
+    ) -> Deferred[None]:
+        """
+        Close the AMQP connection: send a Close (with an error condition, if
+        given) and end the transport once the peer answers.
+
+        @param condition: an error condition name to close with, or L{None}
+            for a normal close.
+        @param description: the condition's description.
+        @return: see L{whenClosed}.
+        """
+        engine = self.engine
+        if engine is not None and self._ended is None:
+            connection = engine.connection
+            if not connection.state & Endpoint.LOCAL_CLOSED:
+                if condition is not None:
+                    connection.condition = Condition(condition, description)
+                connection.close()
+                self.flush()
+        elif engine is None and self.transport is not None:
+            self.transport.loseConnection()
+        return self.whenClosed()
+
+    def flush(self) -> None:
+        """
+        Run proton: dispatch its events, write its output and re-arm its timer.
+
+        Safe to call at any time, also from inside an event handler (then it
+        only asks the running dispatch to go round once more).
+        """
+        engine = self.engine
+        if engine is None or self._ended is not None:
+            return
+        if self._flushing:
+            self._again = True
+            return
+        self._flushing = True
+        clock = self.clock
+        assert clock is not None
+        try:
+            while True:
+                self._again = False
+                engine.retryInput()
+                self._dispatchAll(engine)
+                deadline = engine.tick(clock.seconds())
+                output = engine.takeOutput()
+                if output and not self._disconnecting:
+                    self.transport.write(output)  # type: ignore[union-attr]
+                if not self._again and engine.collector.peek() is None:
+                    break
+        finally:
+            self._flushing = False
+        self._arm(deadline)
+        if engine.outputClosed() and not self._disconnecting:
+            self._disconnecting = True
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    # --- internals -------------------------------------------------------------------
+
+    def _dispatchAll(self, engine: Engine) -> None:
+        handler = self.handler
+        while (event := engine.nextEvent()) is not None:
+            own = _OWN_EVENTS.get(event.type)
+            if own is not None:
+                own(self, event)
+            if handler is not None:
+                try:
+                    event.dispatch(handler)
+                except Exception:
+                    self._log.failure(
+                        "Uncaught exception in the handler of {event}",
+                        event=event.type,
+                    )
+
+    def _arm(self, deadline: float) -> None:
+        timer = self._timer
+        if timer is not None:
+            if timer.active():
+                if deadline and timer.getTime() == deadline:
+                    return
+                timer.cancel()
+            self._timer = None
+        if deadline:
+            clock = self.clock
+            assert clock is not None
+            delay = max(0.0, deadline - clock.seconds())
+            self._timer = clock.callLater(delay, self._onTimer)
+
+    def _onTimer(self) -> None:
+        self._timer = None
+        self.flush()
+
+    def _remoteOpen(self, event: Event) -> None:
+        connection = self.connection
+        if not connection.state & (Endpoint.LOCAL_ACTIVE | Endpoint.LOCAL_CLOSED):
+            connection.open()
+        self.opened = True
+        waiters, self._openWaiters = self._openWaiters, []
+        for d in waiters:
+            d.callback(self)
+        self.connectionOpened()
+
+    def _remoteClose(self, event: Event) -> None:
+        connection = self.connection
+        name, description, info = conditionFields(connection.remote_condition)
+        if name is not None and self._error is None:
+            if name == _UNAUTHORIZED:
+                self._error = AuthenticationFailed(name, description, info)
+            elif self.opened:
+                self._error = ConnectionClosed(name, description, info)
+            else:
+                self._error = OpenRefused(name, description, info)
+        if not connection.state & Endpoint.LOCAL_CLOSED:
+            connection.close()
+
+    def _transportError(self, event: Event) -> None:
+        if self._ended is not None or self._error is not None:
+            return
+        transport = self.engine.transport  # type: ignore[union-attr]
+        name, description, info = conditionFields(transport.condition)
+        if name == _UNAUTHORIZED:
+            self._error = AuthenticationFailed(name, description, info)
+        else:
+            self._error = ProtocolError(name, description, info)
+
+    def _endReason(self, reason: Failure) -> Failure:
+        if self._error is not None:
+            return Failure(self._error)
+        if reason.check(SSL.Error, VerificationError):
+            return Failure(TLSError(str(reason.value)))
+        engine = self.engine
+        if engine is not None:
+            state = engine.connection.state
+            if state & (Endpoint.REMOTE_CLOSED | Endpoint.LOCAL_CLOSED):
+                return Failure(ConnectionDone("the AMQP connection was closed"))
+        return Failure(AMQPConnectionLost(reason))
+
+    @staticmethod
+    def _settled(failure: Failure) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        if failure.check(ConnectionDone):
+            d.callback(None)
+        else:
+            d.errback(failure)
+        return d
+
+    @staticmethod
+    def _openFailure(failure: Failure) -> Failure:
+        if failure.check(ConnectionDone):
+            return Failure(AMQPConnectionLost(failure))
+        return failure
+
+    def _fireEnded(self, failure: Failure) -> None:
+        openWaiters, self._openWaiters = self._openWaiters, []
+        for d in openWaiters:
+            d.errback(self._openFailure(failure))
+        closeWaiters, self._closeWaiters = self._closeWaiters, []
+        for c in closeWaiters:
+            if failure.check(ConnectionDone):
+                c.callback(None)
+            else:
+                c.errback(failure)
+
+
+_OWN_EVENTS = {
+    Event.CONNECTION_REMOTE_OPEN: AMQPProtocol._remoteOpen,
+    Event.CONNECTION_REMOTE_CLOSE: AMQPProtocol._remoteClose,
+    Event.TRANSPORT_ERROR: AMQPProtocol._transportError,
+}
