@@ -303,6 +303,8 @@ class AMQPProtocol(Protocol):
                         "Uncaught exception in the handler of {event}",
                         event=event.type,
                     )
+            if event.type == Event.CONNECTION_REMOTE_OPEN:
+                self._answerOpen()
 
     def _arm(self, deadline: float) -> None:
         timer = self._timer
@@ -322,10 +324,19 @@ class AMQPProtocol(Protocol):
         self._timer = None
         self.flush()
 
-    def _remoteOpen(self, event: Event) -> None:
+    def _answerOpen(self) -> None:
+        """
+        After the handler saw the peer's Open: a server answers it (unless the
+        handler closed the connection instead, refusing it), and the
+        connection is open once both Opens have passed and no Close followed.
+        """
         connection = self.connection
-        if not connection.state & (Endpoint.LOCAL_ACTIVE | Endpoint.LOCAL_CLOSED):
+        state = connection.state
+        if state & Endpoint.LOCAL_UNINIT:
             connection.open()
+            state = connection.state
+        if not state & Endpoint.LOCAL_ACTIVE or state & Endpoint.REMOTE_CLOSED:
+            return
         self.opened = True
         waiters, self._openWaiters = self._openWaiters, []
         for d in waiters:
@@ -395,7 +406,6 @@ class AMQPProtocol(Protocol):
 
 
 _OWN_EVENTS = {
-    Event.CONNECTION_REMOTE_OPEN: AMQPProtocol._remoteOpen,
     Event.CONNECTION_REMOTE_CLOSE: AMQPProtocol._remoteClose,
     Event.TRANSPORT_ERROR: AMQPProtocol._transportError,
 }

@@ -1,0 +1,83 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+C{twistd amqp-listen}: an AMQP 1.0 server with in-memory queues.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService, MultiService
+from twisted.internet.endpoints import serverFromString
+from twisted.python import usage
+
+from .broker import Broker
+
+__all__ = ["Options", "makeService"]
+
+DEFAULT_LISTEN = "amqp:5672:interface=127.0.0.1"
+
+
+class Options(usage.Options):
+    """
+    Command-line options of C{twistd amqp-listen}.
+    """
+
+    synopsis = "[--listen ENDPOINT ...]"
+    longdesc = (
+        "Runs an AMQP 1.0 server with in-memory queues: any AMQP 1.0 client "
+        "can send to an address and receive from it. Without --listen it "
+        f"listens on {DEFAULT_LISTEN} (127.0.0.1, port 5672)."
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, endpoint: str) -> None:
+        """
+        Listen on a server endpoint (repeatable), such as amqp:5672,
+        amqp:5672:interface=\\:\\:, or amqps:5671:privateKey=key.pem:certKey=cert.pem
+        """
+        self["listen"].append(endpoint)
+
+    opt_l = opt_listen
+
+    def postOptions(self) -> None:
+        """
+        Default the endpoint, and check every endpoint string now, so that a
+        mistake stops C{twistd} with a one-line message.
+        """
+        if not self["listen"]:
+            self["listen"] = [DEFAULT_LISTEN]
+        from twisted.internet import reactor
+
+        endpoints = []
+        for description in self["listen"]:
+            if not description.startswith(("amqp:", "amqps:")):
+                raise usage.UsageError(
+                    f"--listen {description!r}: use an amqp: or amqps: endpoint"
+                )
+            try:
+                endpoints.append(serverFromString(reactor, description))
+            except (ValueError, TypeError, KeyError) as e:
+                raise usage.UsageError(f"--listen {description!r}: {e}") from None
+        self["endpoints"] = endpoints
+
+
+def makeService(options: dict[str, Any]) -> IService:
+    """
+    Make the server's service: one listening service per endpoint, serving
+    one set of queues.
+
+    @param options: parsed L{Options}.
+    @return: the service.
+    """
+    broker = Broker()
+    service = MultiService()
+    for endpoint in options["endpoints"]:
+        StreamServerEndpointService(endpoint, broker.factory()).setServiceParent(
+            service
+        )
+    return service

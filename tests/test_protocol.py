@@ -1,0 +1,425 @@
+# -*- test-case-name: tests.test_protocol -*-
+"""
+Tests for L{amqptx._protocol}: the Twisted protocol that pumps proton's
+engine, in memory, against proton's engine on the other side.
+"""
+
+from __future__ import annotations
+
+from proton import Condition
+from twisted.internet.defer import CancelledError
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IProtocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from amqptx import (
+    AMQPConnection,
+    AMQPConnectionLost,
+    AMQPProtocol,
+    ConnectionClosed,
+    ConnectionSettings,
+    IAMQPProtocol,
+    OpenRefused,
+    ProtocolError,
+)
+from amqptx.testing import IOPump, TestPeer, connectPair
+
+AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
+SASL_HEADER = b"AMQP\x03\x01\x00\x00"
+
+
+def _pair(
+    clock: Clock,
+    clientSettings: ConnectionSettings | None = None,
+    serverSettings: ConnectionSettings | None = None,
+) -> tuple[AMQPConnection, TestPeer, IOPump]:
+    client, server = AMQPConnection(), TestPeer()
+    pump = connectPair(server, client, clock, serverSettings, clientSettings)
+    return client, server, pump
+
+
+class InterfaceTests(SynchronousTestCase):
+    """
+    L{AMQPProtocol} provides what it claims.
+    """
+
+    def test_provides(self) -> None:
+        """
+        L{AMQPProtocol} and L{AMQPConnection} provide L{IAMQPProtocol} and
+        L{IProtocol}.
+        """
+        for protocol in (AMQPProtocol(), AMQPConnection(), TestPeer()):
+            self.assertTrue(verifyObject(IAMQPProtocol, protocol))
+            self.assertTrue(verifyObject(IProtocol, protocol))
+
+
+class OpenCloseTests(SynchronousTestCase):
+    """
+    Opening and closing a connection.
+    """
+
+    def test_headerFirst(self) -> None:
+        """
+        A client protocol writes the SASL protocol header as soon as it is
+        connected, before anything arrives.
+        """
+        protocol = AMQPConnection()
+        protocol.configure(ConnectionSettings(mechanisms=("ANONYMOUS",)), Clock())
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.assertEqual(transport.value()[:8], SASL_HEADER)
+
+    def test_serverWaits(self) -> None:
+        """
+        A server protocol writes nothing until the client speaks.
+        """
+        protocol = TestPeer()
+        protocol.configure(ConnectionSettings(role="server"), Clock())
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.assertEqual(transport.value(), b"")
+
+    def test_opened(self) -> None:
+        """
+        Both sides see the connection opened; C{whenOpened} fires with the
+        protocol, also when asked afterwards, and the server learns the
+        client's container id and hostname.
+        """
+        clock = Clock()
+        client = AMQPConnection()
+        waiting = client.whenOpened()
+        server = TestPeer()
+        connectPair(
+            server,
+            client,
+            clock,
+            clientSettings=ConnectionSettings(
+                containerId="the-client", hostname="vhost:x"
+            ),
+        )
+        self.assertIs(self.successResultOf(waiting), client)
+        self.assertIs(self.successResultOf(client.whenOpened()), client)
+        self.assertTrue(server.opened)
+        self.assertEqual(server.connection.remote_container, "the-client")
+        self.assertEqual(server.connection.remote_hostname, "vhost:x")
+
+    def test_openedHook(self) -> None:
+        """
+        C{connectionOpened} is called once the Open exchange is complete.
+        """
+        calls = []
+
+        class Hooked(AMQPConnection):
+            def connectionOpened(self) -> None:
+                calls.append(self.opened)
+
+        client = Hooked()
+        connectPair(TestPeer(), client, Clock())
+        self.assertEqual(calls, [True])
+
+    def test_cleanClose(self) -> None:
+        """
+        C{close()} sends a Close, the peer answers, the transport ends and the
+        Deferred fires with L{None}; both sides report a clean end.
+        """
+        client, server, pump = _pair(Clock())
+        reasons: list[Failure] = []
+        server.connectionClosed = reasons.append  # type: ignore[method-assign]
+        closed = client.close()
+        self.assertNoResult(closed)
+        pump.flush()
+        self.assertIsNone(self.successResultOf(closed))
+        self.assertIsNone(self.successResultOf(server.whenClosed()))
+        self.assertEqual(len(reasons), 1)
+        self.assertTrue(reasons[0].check(ConnectionDone))
+
+    def test_closeTwice(self) -> None:
+        """
+        Closing again, before or after the end, gives the same result.
+        """
+        client, server, pump = _pair(Clock())
+        first, second = client.close(), client.close()
+        pump.flush()
+        self.assertIsNone(self.successResultOf(first))
+        self.assertIsNone(self.successResultOf(second))
+        self.assertIsNone(self.successResultOf(client.close()))
+
+    def test_remoteCloseWithCondition(self) -> None:
+        """
+        A peer that closes an open connection with an error condition makes
+        the client's C{whenClosed} fail with L{ConnectionClosed} carrying that
+        condition.
+        """
+        client, server, pump = _pair(Clock())
+        closed = client.whenClosed()
+        server.close("amqp:connection:forced", "shutting down")
+        pump.flush()
+        failure = self.failureResultOf(closed, ConnectionClosed)
+        self.assertEqual(failure.value.condition, "amqp:connection:forced")
+        self.assertEqual(failure.value.description, "shutting down")
+        self.assertIn("amqp:connection:forced", str(failure.value))
+
+    def test_openRefused(self) -> None:
+        """
+        A peer that answers the Open with a Close carrying an error makes
+        C{whenOpened} fail with L{OpenRefused}.
+        """
+
+        class Refusing(TestPeer):
+            def on_connection_remote_open(self, event: object) -> None:
+                self.connection.condition = Condition(
+                    "amqp:not-found", "no such virtual host"
+                )
+                self.connection.close()
+
+        clock = Clock()
+        client = AMQPConnection()
+        opened = client.whenOpened()
+        connectPair(Refusing(), client, clock)
+        failure = self.failureResultOf(opened, OpenRefused)
+        self.assertEqual(failure.value.condition, "amqp:not-found")
+        self.assertEqual(failure.value.description, "no such virtual host")
+
+    def test_lostBeforeOpen(self) -> None:
+        """
+        A transport that ends before the Open exchange makes C{whenOpened}
+        fail with L{AMQPConnectionLost}, which keeps Twisted's reason.
+        """
+        protocol = AMQPConnection()
+        protocol.configure(ConnectionSettings(mechanisms=("ANONYMOUS",)), Clock())
+        protocol.makeConnection(StringTransport())
+        opened = protocol.whenOpened()
+        protocol.connectionLost(Failure(ConnectionDone()))
+        failure = self.failureResultOf(opened, AMQPConnectionLost)
+        self.assertIsInstance(failure.value.reason, Failure)
+        self.failureResultOf(protocol.whenOpened(), AMQPConnectionLost)
+
+    def test_lostAfterOpen(self) -> None:
+        """
+        A transport that ends without an AMQP Close makes C{whenClosed} fail
+        with L{AMQPConnectionLost}.
+        """
+        client, server, pump = _pair(Clock())
+        closed = client.whenClosed()
+        client.transport.loseConnection()  # type: ignore[union-attr]
+        pump.flush()
+        self.failureResultOf(closed, AMQPConnectionLost)
+        self.failureResultOf(server.whenClosed(), AMQPConnectionLost)
+
+    def test_cancelWaiters(self) -> None:
+        """
+        Cancelling C{whenOpened} or C{whenClosed} only drops that Deferred.
+        """
+        protocol = AMQPConnection()
+        opened, closed = protocol.whenOpened(), protocol.whenClosed()
+        opened.cancel()
+        closed.cancel()
+        self.failureResultOf(opened, CancelledError)
+        self.failureResultOf(closed, CancelledError)
+        self.assertEqual(protocol._openWaiters, [])
+        self.assertEqual(protocol._closeWaiters, [])
+
+
+class GarbageTests(SynchronousTestCase):
+    """
+    Bytes that are not AMQP.
+    """
+
+    def test_notAMQP(self) -> None:
+        """
+        A server given an HTTP request answers with its protocol header, then
+        closes the transport; its C{whenClosed} fails with L{ProtocolError}
+        naming the condition.
+        """
+        protocol = TestPeer()
+        protocol.configure(ConnectionSettings(role="server"), Clock())
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(transport.disconnecting)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        failure = self.failureResultOf(protocol.whenClosed(), ProtocolError)
+        self.assertIsNotNone(failure.value.condition)
+
+    def test_garbageAfterOpen(self) -> None:
+        """
+        Random bytes after the Open make the receiving side close with a
+        framing error; the other side learns the condition.
+        """
+        client, server, pump = _pair(Clock())
+        closed = client.whenClosed()
+        server.dataReceived(b"\x00\x00\x00\x08\x02\x00\x00\x00" + b"\xff" * 64)
+        pump.flush()
+        failure = self.failureResultOf(server.whenClosed(), ProtocolError)
+        self.assertEqual(failure.value.condition, "amqp:connection:framing-error")
+        closedFailure = self.failureResultOf(closed, ConnectionClosed)
+        self.assertEqual(
+            closedFailure.value.condition, "amqp:connection:framing-error"
+        )
+
+    def test_afterEndIgnored(self) -> None:
+        """
+        Bytes that arrive after the connection ended are ignored.
+        """
+        protocol = AMQPConnection()
+        protocol.configure(ConnectionSettings(), Clock())
+        protocol.makeConnection(StringTransport())
+        protocol.connectionLost(Failure(ConnectionDone()))
+        protocol.dataReceived(SASL_HEADER)
+
+
+class HeartbeatTests(SynchronousTestCase):
+    """
+    Idle timeouts and heartbeats follow the reactor's clock.
+    """
+
+    def test_keptAlive(self) -> None:
+        """
+        A client that advertises an idle timeout of 10 s stays connected over
+        ten minutes of silence: the peer sends heartbeats.
+        """
+        clock = Clock()
+        client, server, pump = _pair(
+            clock, clientSettings=ConnectionSettings(idleTimeout=10)
+        )
+        for _ in range(1200):
+            clock.advance(0.5)
+            pump.flush()
+        self.assertNoResult(client.whenClosed())
+        self.assertTrue(client.opened)
+
+    def test_bothSidesKeepAlive(self) -> None:
+        """
+        Both sides advertising idle timeouts keep each other alive.
+        """
+        clock = Clock()
+        client, server, pump = _pair(
+            clock,
+            clientSettings=ConnectionSettings(idleTimeout=4),
+            serverSettings=ConnectionSettings(role="server", idleTimeout=6),
+        )
+        # proton advertises half the local timeout, for safety
+        remote = server.engine.transport.remote_idle_timeout  # type: ignore[union-attr]
+        self.assertEqual(remote, 2)
+        for _ in range(200):
+            clock.advance(0.5)
+            pump.flush()
+        self.assertNoResult(client.whenClosed())
+        self.assertNoResult(server.whenClosed())
+
+    def test_heartbeatTiming(self) -> None:
+        """
+        A silent server sends the client, whose idle timeout is 10 s, an
+        empty frame at least every 5 s, and nothing else.
+        """
+        clock = Clock()
+        client, server, pump = _pair(
+            clock, clientSettings=ConnectionSettings(idleTimeout=10)
+        )
+        emptyFrame = b"\x00\x00\x00\x08\x02\x00\x00\x00"
+        sentAt = []
+        for _ in range(300):
+            clock.advance(0.1)
+            output = pump.serverIO.getOutBuffer()
+            if output:
+                self.assertEqual(output, emptyFrame)
+                sentAt.append(clock.seconds())
+                pump.clientIO.bufferReceived(output)
+        gaps = [b - a for a, b in zip([0.0] + sentAt, sentAt)]
+        self.assertGreaterEqual(len(sentAt), 6)
+        # to within the 0.1 s steps of the clock
+        self.assertLessEqual(max(gaps), 5.2)
+
+    def test_silentPeerDeclaredDead(self) -> None:
+        """
+        A client with an idle timeout whose peer goes silent (bytes stop
+        moving) declares it dead after the timeout, with the condition
+        C{amqp:resource-limit-exceeded}, and closes the transport.
+        """
+        clock = Clock()
+        client, server, pump = _pair(
+            clock, clientSettings=ConnectionSettings(idleTimeout=10)
+        )
+        closed = client.whenClosed()
+        clock.advance(9.9)
+        self.assertNoResult(closed)
+        clock.advance(0.2)
+        self.assertTrue(pump.clientIO.disconnecting)
+        pump.flush()
+        failure = self.failureResultOf(closed, ProtocolError)
+        self.assertEqual(failure.value.condition, "amqp:resource-limit-exceeded")
+
+    def test_timerCancelledAtEnd(self) -> None:
+        """
+        No timer is left on the clock once the connection has ended.
+        """
+        clock = Clock()
+        client, server, pump = _pair(
+            clock, clientSettings=ConnectionSettings(idleTimeout=10)
+        )
+        self.assertTrue(clock.getDelayedCalls())
+        client.close()
+        pump.flush()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class HandlerTests(SynchronousTestCase):
+    """
+    Events reach the handler; its failures are logged, not raised.
+    """
+
+    def test_handlerException(self) -> None:
+        """
+        An exception raised by a handler method is logged with the event type
+        and does not stop the connection from opening.
+        """
+        events: list[dict[str, object]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+
+        class Broken:
+            handlers: list[object] = []
+
+            def on_connection_remote_open(self, event: object) -> None:
+                raise RuntimeError("broken handler")
+
+        client = AMQPProtocol(handler=Broken())
+        connectPair(TestPeer(), client, Clock())
+        self.assertTrue(client.opened)
+        logged = [e for e in events if e.get("log_failure") is not None]
+        self.assertEqual(len(logged), 1)
+        self.assertEqual(str(logged[0]["event"]), "PN_CONNECTION_REMOTE_OPEN")
+        self.flushLoggedErrors(RuntimeError)
+
+    def test_flushFromOutside(self) -> None:
+        """
+        Work done outside proton's dispatch (here: opening a session from test
+        code) reaches the wire at once through C{flush()}, without waiting
+        for input.
+        """
+        client, server, pump = _pair(Clock())
+        session = client.connection.session()
+        session.open()
+        client.flush()
+        self.assertNotEqual(pump.clientIO.getOutBuffer(), b"")
+
+    def test_inputInPieces(self) -> None:
+        """
+        Bytes arriving one at a time are handled like one read.
+        """
+        clock = Clock()
+        server = TestPeer()
+        server.configure(ConnectionSettings(role="server"), clock)
+        server.makeConnection(StringTransport())
+        client = AMQPConnection()
+        client.configure(ConnectionSettings(mechanisms=("ANONYMOUS",)), clock)
+        clientTransport = StringTransport()
+        client.makeConnection(clientTransport)
+        for byte in clientTransport.value():
+            server.dataReceived(bytes([byte]))
+        self.assertEqual(server.connection.remote_container, client.connection.container)
