@@ -67,7 +67,34 @@ _WHERE = {
     "parseURL": "_url",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "AMQPClientEndpoint",
+    "AMQPConnection",
+    "AMQPConnectionLost",
+    "AMQPError",
+    "AMQPProtocol",
+    "AMQPServerEndpoint",
+    "AMQPURL",
+    "AuthenticationFailed",
+    "ConnectionClosed",
+    "ConnectionSettings",
+    "DeliveryNotAccepted",
+    "IAMQPProtocol",
+    "LinkDetached",
+    "MessageModified",
+    "MessageRejected",
+    "MessageReleased",
+    "OpenRefused",
+    "Outcome",
+    "ProtocolError",
+    "ReceivedMessage",
+    "Receiver",
+    "Sender",
+    "SessionEnded",
+    "TLSError",
+    "connect",
+    "parseURL",
+]
 
 
 def __getattr__(name: str) -> Any:

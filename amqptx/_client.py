@@ -11,11 +11,12 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import proton
-from proton import Delivery, Disposition, Endpoint, Event, Message, Terminus
+from proton import Delivery, Disposition, Endpoint, Event, Message
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
+from ._engine import decodeMessage
 from ._errors import (
     LinkDetached,
     MessageModified,
@@ -23,7 +24,13 @@ from ._errors import (
     MessageReleased,
     SessionEnded,
 )
-from ._protocol import AMQPProtocol, conditionFields
+from ._protocol import (
+    AMQPProtocol,
+    conditionFields,
+    eventDelivery,
+    eventLink,
+    eventSession,
+)
 
 if TYPE_CHECKING:
     from proton import Link, Session
@@ -84,6 +91,7 @@ class _Link:
         self.link = link
         self.attached = False
         self.failure: Failure | None = None
+        self._clean = False
         self._attachWaiters = _Waiters()
         self._detachWaiters = _Waiters()
 
@@ -105,9 +113,7 @@ class _Link:
             connection.
         """
         if self.failure is not None:
-            if self.failure.check(_LinkClosedLocally):
-                return succeed(None)
-            return fail(self.failure)
+            return succeed(None) if self._clean else fail(self.failure)
         d: Deferred[None] = Deferred(self._detachWaiters.discard)
         self._detachWaiters.add(d)
         if not self.link.state & Endpoint.LOCAL_CLOSED:
@@ -116,53 +122,52 @@ class _Link:
         return d
 
     def _remoteOpened(self) -> None:
-        if self._terminusRefused():
-            # The peer refuses: a detach with the reason follows.
+        if self.link.state & Endpoint.REMOTE_CLOSED or self._terminusRefused():
+            # The peer refuses: a detach with the reason follows (or came
+            # with the attach).
             return
         self.attached = True
         self._attachWaiters.fire(self)
 
     def _terminusRefused(self) -> bool:
+        """
+        @return: whether the peer's attach carries no terminus where this side
+            asked for an address: a refusal, by the specification.
+        """
         raise NotImplementedError()
 
     def _remoteClosed(self) -> None:
         link = self.link
         name, description, info = conditionFields(link.remote_condition)
-        if name is not None:
-            reason = Failure(LinkDetached(name, description, info))
-        else:
-            reason = Failure(_LinkClosedLocally())
         if not link.state & Endpoint.LOCAL_CLOSED:
             link.close()
-        self._end(reason)
+        if name is not None:
+            self._end(Failure(LinkDetached(name, description, info)))
+        else:
+            self._end(Failure(LinkDetached(None, "the link was detached")), True)
 
-    def _end(self, reason: Failure) -> None:
+    def _end(self, reason: Failure, clean: bool = False) -> None:
+        """
+        The link is over: fail everything that waits on it.
+
+        @param reason: the failure to give to those waiting.
+        @param clean: whether the link ended by a detach without error (then
+            L{close} succeeds).
+        """
         if self.failure is not None:
             return
         self.failure = reason
+        self._clean = clean or bool(reason.check(ConnectionDone))
         self._connection._forget(self)
-        self._attachWaiters.fire(
-            reason
-            if not reason.check(_LinkClosedLocally)
-            else Failure(LinkDetached(None, "the link was detached"))
-        )
+        self._attachWaiters.fire(reason)
         self._failPending(reason)
-        if reason.check(_LinkClosedLocally, ConnectionDone):
-            self._detachWaiters.fire(None)
-        else:
-            self._detachWaiters.fire(reason)
+        self._detachWaiters.fire(None if self._clean else reason)
 
     def _failPending(self, reason: Failure) -> None:
         pass
 
 
 _L = TypeVar("_L", bound=_Link)
-
-
-class _LinkClosedLocally(Exception):
-    """
-    Marks a link that ended by a normal detach.
-    """
 
 
 class Sender(_Link):
@@ -232,7 +237,7 @@ class Sender(_Link):
                 return
 
     def _terminusRefused(self) -> bool:
-        return self.link.remote_target.type == Terminus.UNSPECIFIED
+        return self.address is not None and self.link.remote_target.address is None
 
     def _transmit(self) -> None:
         link = self._sender
@@ -289,8 +294,6 @@ class Sender(_Link):
         waiting = [d for _, d in self._waiting] + list(self._unsettled.values())
         self._waiting.clear()
         self._unsettled.clear()
-        if reason.check(_LinkClosedLocally):
-            reason = Failure(LinkDetached(None, "the link was detached"))
         for d in waiting:
             d.errback(reason)
 
@@ -332,7 +335,9 @@ class ReceivedMessage:
         """
         self._settle(Disposition.ACCEPTED)
 
-    def reject(self, condition: str | None = None, description: str | None = None) -> None:
+    def reject(
+        self, condition: str | None = None, description: str | None = None
+    ) -> None:
         """
         Tell the peer the message is invalid (outcome I{rejected}).
 
@@ -349,7 +354,9 @@ class ReceivedMessage:
         """
         self._settle(Disposition.RELEASED)
 
-    def modify(self, deliveryFailed: bool = True, undeliverableHere: bool = False) -> None:
+    def modify(
+        self, deliveryFailed: bool = True, undeliverableHere: bool = False
+    ) -> None:
         """
         Give the message back, modified (outcome I{modified}).
 
@@ -400,10 +407,8 @@ class Receiver(_Link):
         The source address: the one asked for, or the one the peer created for
         a dynamic receiver.
         """
-        if self.attached:
-            address: str | None = self.link.remote_source.address
-            return address
-        return self.link.source.address  # type: ignore[no-any-return]
+        terminus = self.link.remote_source if self.attached else self.link.source
+        return terminus.address
 
     def whenAttached(self) -> Deferred[Receiver]:
         """
@@ -438,7 +443,8 @@ class Receiver(_Link):
         return received
 
     def _terminusRefused(self) -> bool:
-        return self.link.remote_source.type == Terminus.UNSPECIFIED
+        source = self.link.remote_source
+        return source.address is None and not self.link.source.dynamic
 
     def _remoteOpened(self) -> None:
         super()._remoteOpened()
@@ -446,17 +452,10 @@ class Receiver(_Link):
             self._receiver.flow(self._credit)
 
     def _arrived(self, delivery: Delivery) -> None:
-        if delivery.partial:
+        data = self._connection.reader.read(delivery)
+        if data is None:
             return
-        link = self._receiver
-        if delivery.aborted:
-            link.advance()
-            delivery.settle()
-            return
-        data = link.recv(delivery.pending) or b""
-        link.advance()
-        message = Message()
-        message.decode(data)
+        message = decodeMessage(data)
         received = ReceivedMessage(self, delivery, message)
         if self._getters:
             self._getters.popleft().callback(self._handOut(received))
@@ -464,8 +463,6 @@ class Receiver(_Link):
             self._buffer.append(received)
 
     def _failPending(self, reason: Failure) -> None:
-        if reason.check(_LinkClosedLocally):
-            reason = Failure(LinkDetached(None, "the link was detached"))
         getters, self._getters = self._getters, deque()
         for d in getters:
             d.errback(reason)
@@ -523,7 +520,7 @@ class AMQPConnection(AMQPProtocol):
         self, address: str | None, name: str | None, presettled: bool
     ) -> Sender:
         link = self._newSession().sender(name or self._name("sender"))
-        link.target.address = address
+        link.target.address = address  # type: ignore[assignment]
         if presettled:
             link.snd_settle_mode = proton.Link.SND_SETTLED
         sender = Sender(self, link, address, presettled)
@@ -575,7 +572,7 @@ class AMQPConnection(AMQPProtocol):
         if dynamic:
             link.source.dynamic = True
         else:
-            link.source.address = address
+            link.source.address = address  # type: ignore[assignment]
         receiver = Receiver(self, link, credit, autoAccept)
         self._links[link.name] = receiver
         link.open()
@@ -588,7 +585,7 @@ class AMQPConnection(AMQPProtocol):
             del self._senders[link.address]
 
     def _linkFor(self, event: Event) -> _Link | None:
-        return self._links.get(event.link.name)
+        return self._links.get(eventLink(event).name)
 
     # proton's handler convention: the protocol dispatches events here.
 
@@ -632,9 +629,9 @@ class AMQPConnection(AMQPProtocol):
         """
         link = self._linkFor(event)
         if isinstance(link, Sender):
-            link._updated(event.delivery)
+            link._updated(eventDelivery(event))
         elif isinstance(link, Receiver):
-            link._arrived(event.delivery)
+            link._arrived(eventDelivery(event))
 
     def on_session_remote_close(self, event: Event) -> None:
         """
@@ -642,7 +639,7 @@ class AMQPConnection(AMQPProtocol):
 
         @param event: proton's event.
         """
-        session = event.session
+        session = eventSession(event)
         name, description, info = conditionFields(session.remote_condition)
         reason = Failure(
             SessionEnded(name, description or "the peer ended the session", info)
@@ -663,4 +660,3 @@ class AMQPConnection(AMQPProtocol):
         """
         for link in list(self._links.values()):
             link._end(reason)
-

@@ -5,8 +5,6 @@ C{connect()}: from a URL or an endpoint to an open L{AMQPConnection}.
 
 from __future__ import annotations
 
-from typing import cast
-
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
@@ -41,11 +39,9 @@ def connect(
     if IStreamClientEndpoint.providedBy(target):
         if options:
             raise TypeError("options go with a URL, not with an endpoint")
-        endpoint = cast(IStreamClientEndpoint, target)
+        endpoint = target
     else:
-        endpoint = AMQPClientEndpoint.fromURL(
-            reactor, cast("str | AMQPURL", target), **options
-        )
+        endpoint = AMQPClientEndpoint.fromURL(reactor, target, **options)
     return endpoint.connect(  # type: ignore[return-value]
         Factory.forProtocol(AMQPConnection)
     )

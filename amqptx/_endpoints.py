@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
     HostnameEndpoint,
@@ -20,6 +21,7 @@ from twisted.internet.interfaces import (
     IAddress,
     IListeningPort,
     IOpenSSLClientConnectionCreator,
+    IOpenSSLContextFactory,
     IOpenSSLServerConnectionCreator,
     IProtocol,
     IProtocolFactory,
@@ -27,9 +29,7 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
     IStreamServerEndpoint,
 )
-from twisted.internet.protocol import Factory
 from twisted.internet.ssl import PrivateCertificate, optionsForClientTLS
-from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -43,10 +43,13 @@ if TYPE_CHECKING:
 
 __all__ = ["AMQPClientEndpoint", "AMQPServerEndpoint"]
 
+_ServerTLS = IOpenSSLServerConnectionCreator | IOpenSSLContextFactory
+
 DEFAULT_TIMEOUT = 30.0
 
 
-class _ConfiguringFactory(Factory):
+@implementer(IProtocolFactory)
+class _ConfiguringFactory:
     """
     Wraps the application's factory: every protocol it builds must be an
     L{IAMQPProtocol}, and is configured with the endpoint's settings.
@@ -63,12 +66,21 @@ class _ConfiguringFactory(Factory):
         self._clock = clock
 
     def doStart(self) -> None:
+        """
+        Start the application's factory.
+        """
         self._wrapped.doStart()
 
     def doStop(self) -> None:
+        """
+        Stop the application's factory.
+        """
         self._wrapped.doStop()
 
     def buildProtocol(self, addr: IAddress) -> IProtocol | None:
+        """
+        Build the application's protocol and configure it.
+        """
         protocol = self._wrapped.buildProtocol(addr)
         if protocol is None:
             return None
@@ -78,7 +90,7 @@ class _ConfiguringFactory(Factory):
                 f"(IAMQPProtocol), not of {protocol!r}"
             )
         protocol.configure(self._settings, self._clock)
-        return protocol  # type: ignore[no-any-return]
+        return protocol
 
 
 class _OpeningAttempt:
@@ -223,8 +235,10 @@ class AMQPClientEndpoint:
         if mechanisms is None:
             mechanisms = ("PLAIN",) if user is not None else ("ANONYMOUS",)
         mechanisms = tuple(m.upper() for m in mechanisms)
-        if not tls and not allowInsecurePlain and (
-            password is not None or "PLAIN" in mechanisms
+        if (
+            not tls
+            and not allowInsecurePlain
+            and (password is not None or "PLAIN" in mechanisms)
         ):
             raise ValueError(
                 "refusing to send a password in clear over amqp (no TLS): "
@@ -352,7 +366,7 @@ class AMQPServerEndpoint:
         *,
         interface: str = "",
         backlog: int = 50,
-        tlsOptions: IOpenSSLServerConnectionCreator | object | None = None,
+        tlsOptions: _ServerTLS | None = None,
         containerId: str | None = None,
         idleTimeout: float | None = None,
         maxFrameSize: int | None = None,
@@ -410,9 +424,10 @@ class AMQPServerEndpoint:
         )
         if self._tlsOptions is not None:
             factory = TLSMemoryBIOFactory(self._tlsOptions, False, factory)
-        return TCP4ServerEndpoint(
+        listening: Deferred[IListeningPort] = TCP4ServerEndpoint(
             self._reactor,
             self._port,
             backlog=self._backlog,
             interface=self._interface,
         ).listen(factory)
+        return listening

@@ -12,11 +12,11 @@ Twisted: the Twisted protocol in L{amqptx._protocol} is a thin pump around it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from proton import Collector, Connection, Event, Transport
+from proton import Collector, Connection, Delivery, Event, Message, Transport
 
-__all__ = ["ConnectionSettings", "Engine", "Role"]
+__all__ = ["ConnectionSettings", "DeliveryReader", "Engine", "Role", "decodeMessage"]
 
 Role = Literal["client", "server"]
 
@@ -165,14 +165,14 @@ class Engine:
         @return: the bytes to write, possibly empty.
         """
         transport = self.transport
-        pending = transport.pending()
-        if pending <= 0:
-            return b""
-        data = transport.peek(pending)
-        if not data:
-            return b""
-        transport.pop(len(data))
-        return bytes(data)
+        chunks = []
+        while (pending := transport.pending()) > 0:
+            data = transport.peek(pending)
+            if not data:
+                break
+            transport.pop(len(data))
+            chunks.append(data)
+        return b"".join(chunks)
 
     def outputClosed(self) -> bool:
         """
@@ -218,3 +218,88 @@ class Engine:
         """
         self.transport.unbind()
         self.collector.release()
+
+
+class DeliveryReader:
+    """
+    Reads incoming deliveries as their bytes arrive.
+
+    A message larger than a frame arrives in pieces.  Taking each piece out of
+    proton as it comes keeps the session's incoming window open; waiting for
+    the last piece before reading would stall the connection once the window
+    is full.
+    """
+
+    def __init__(self) -> None:
+        self._partial: dict[tuple[str, str], bytearray] = {}
+
+    def read(self, delivery: Delivery) -> bytes | None:
+        """
+        Take what arrived of a delivery.
+
+        @param delivery: a delivery on a receiving link, from a
+            C{PN_DELIVERY} event.
+        @return: the whole encoded message once its last piece has arrived
+            (the link then moves on to the next delivery), else L{None}.  An
+            aborted delivery is settled and gives L{None}.
+        """
+        link = delivery.link
+        pending = delivery.pending
+        chunk = link.recv(pending) if pending > 0 else b""
+        partial = self._partial
+        if delivery.aborted:
+            partial.pop((link.name, delivery.tag), None)
+            link.advance()
+            delivery.settle()
+            return None
+        if delivery.partial:
+            key = (link.name, delivery.tag)
+            buffer = partial.get(key)
+            if buffer is None:
+                buffer = partial[key] = bytearray()
+            buffer += chunk or b""
+            return None
+        if partial:
+            buffer = partial.pop((link.name, delivery.tag), None)
+            if buffer is not None:
+                buffer += chunk or b""
+                chunk = bytes(buffer)
+        link.advance()
+        return bytes(chunk or b"")
+
+
+def _owned(value: Any) -> Any:
+    """
+    Copy memory views, also inside maps and lists, into C{bytes}.
+    """
+    if isinstance(value, memoryview):
+        return value.tobytes()
+    if isinstance(value, dict):
+        return type(value)((_owned(k), _owned(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return type(value)(_owned(v) for v in value)
+    return value
+
+
+def decodeMessage(data: bytes) -> Message:
+    """
+    Decode a message from its encoded bytes.
+
+    proton 0.40 decodes binary values as memory views into the message's
+    own C buffers; a view that outlives its L{Message} reads freed memory
+    (and crashes the process).  The body, properties, annotations and
+    delivery instructions are therefore copied into plain C{bytes} here.
+
+    @param data: the encoded message, as sent on a link.
+    @return: the message.
+    """
+    message = Message()
+    message.decode(data)
+    body = message.body
+    if isinstance(body, (memoryview, dict, list)):
+        message.body = _owned(body)
+    for name in ("properties", "annotations", "instructions"):
+        value = getattr(message, name)
+        if value:
+            setattr(message, name, _owned(value))
+    return message

@@ -81,7 +81,7 @@ class AuthenticationFailed(AMQPError):
 
 class ProtocolError(AMQPError):
     """
-    This side found the connection unusable: the peer sent bytes that are not
+    The connection became unusable on this side: the peer sent bytes that are not
     AMQP, broke the protocol, or stayed silent past the idle timeout
     (condition C{amqp:resource-limit-exceeded}).
     """
@@ -105,6 +105,12 @@ class TLSError(ConnectError):
     The TLS handshake failed: the server's certificate was not trusted or not
     issued for the name asked for, or the peers share no TLS parameters.
     """
+
+    def __init__(self, message: str) -> None:
+        """
+        @param message: what went wrong, from OpenSSL or service_identity.
+        """
+        super().__init__(string=message)  # type: ignore[no-untyped-call]
 
 
 class SessionEnded(AMQPError):
@@ -158,8 +164,7 @@ class MessageModified(DeliveryNotAccepted):
     ) -> None:
         super().__init__(
             None,
-            f"delivery-failed={deliveryFailed}, "
-            f"undeliverable-here={undeliverableHere}",
+            f"delivery-failed={deliveryFailed}, undeliverable-here={undeliverableHere}",
         )
         self.deliveryFailed = deliveryFailed
         self.undeliverableHere = undeliverableHere

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["IAMQPProtocol", "IProtonHandler"]
 
 
-class IAMQPProtocol(IProtocol):  # type: ignore[misc]
+class IAMQPProtocol(IProtocol):
     """
     A Twisted protocol that speaks AMQP 1.0 over its transport.
 

@@ -24,7 +24,11 @@ from zope.interface import implementer
 from ._url import AMQPURL, parseURL
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
+    from twisted.internet.interfaces import (
+        IReactorCore,
+        IStreamClientEndpoint,
+        IStreamServerEndpoint,
+    )
     from twisted.internet.ssl import Certificate, PrivateCertificate
 
 __all__ = ["AMQPClientParser", "AMQPServerParser"]
@@ -124,12 +128,24 @@ def _privateCertificate(
     certificate = _certificates(certOption, certPath)[0]
     key = _readFile(keyOption, keyPath)
     try:
-        return PrivateCertificate.loadPEM(certificate.dumpPEM() + key)
+        loaded: PrivateCertificate = PrivateCertificate.loadPEM(
+            certificate.dumpPEM() + key
+        )
+        return loaded
     except Exception as e:
         raise ValueError(
             f"{keyOption} file {keyPath!r} holds no private key matching the "
             f"certificate of {certPath!r} ({e})"
         ) from None
+
+
+def _strings(
+    args: tuple[object, ...], kwargs: dict[str, object]
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    for value in (*args, *kwargs.values()):
+        if not isinstance(value, str):
+            raise TypeError(f"endpoint string parts are text, not {value!r}")
+    return tuple(map(str, args)), {k: str(v) for k, v in kwargs.items()}
 
 
 def _hostPort(prefix: str, args: tuple[str, ...]) -> AMQPURL | None:
@@ -292,7 +308,7 @@ class AMQPClientParser:
         self.prefix = prefix
 
     def parseStreamClient(
-        self, reactor: object, *args: str, **kwargs: str
+        self, reactor: IReactorCore, *args: object, **kwargs: object
     ) -> IStreamClientEndpoint:
         """
         Make a client endpoint from a parsed endpoint string.
@@ -304,7 +320,7 @@ class AMQPClientParser:
         @raise TypeError: for an unknown option.
         @raise ValueError: for a bad value.
         """
-        return _parseClient(self.prefix, reactor, args, kwargs)
+        return _parseClient(self.prefix, reactor, *_strings(args, kwargs))
 
 
 @implementer(IPlugin, IStreamServerEndpointStringParser)
@@ -327,7 +343,7 @@ class AMQPServerParser:
         self.prefix = prefix
 
     def parseStreamServer(
-        self, reactor: object, *args: str, **kwargs: str
+        self, reactor: IReactorCore, *args: object, **kwargs: object
     ) -> IStreamServerEndpoint:
         """
         Make a server endpoint from a parsed endpoint string.
@@ -339,4 +355,4 @@ class AMQPServerParser:
         @raise TypeError: for an unknown option.
         @raise ValueError: for a bad value.
         """
-        return _parseServer(self.prefix, reactor, args, kwargs)
+        return _parseServer(self.prefix, reactor, *_strings(args, kwargs))

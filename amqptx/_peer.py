@@ -13,8 +13,8 @@ from collections.abc import Callable
 import proton
 from proton import Condition, Delivery, Disposition, Endpoint, Event, Message
 
-from ._engine import ConnectionSettings
-from ._protocol import AMQPProtocol
+from ._engine import ConnectionSettings, decodeMessage
+from ._protocol import AMQPProtocol, eventDelivery, eventLink, eventSession
 
 __all__ = ["TestPeer"]
 
@@ -68,9 +68,7 @@ class TestPeer(AMQPProtocol):
         self.unsettled: list[Delivery] = []
         self.sentOutcomes: list[int] = []
         self._queues: defaultdict[str | None, deque[Message]] = defaultdict(deque)
-        self._senders: defaultdict[str | None, list[proton.Sender]] = defaultdict(
-            list
-        )
+        self._senders: defaultdict[str | None, list[proton.Link]] = defaultdict(list)
         self._dynamic = itertools.count()
         self._tags = itertools.count()
 
@@ -107,7 +105,7 @@ class TestPeer(AMQPProtocol):
 
         @param event: proton's event.
         """
-        session = event.session
+        session = eventSession(event)
         if not session.state & Endpoint.LOCAL_ACTIVE:
             session.open()
 
@@ -117,7 +115,7 @@ class TestPeer(AMQPProtocol):
 
         @param event: proton's event.
         """
-        session = event.session
+        session = eventSession(event)
         if not session.state & Endpoint.LOCAL_CLOSED:
             session.close()
 
@@ -127,7 +125,7 @@ class TestPeer(AMQPProtocol):
 
         @param event: proton's event.
         """
-        link = event.link
+        link = eventLink(event)
         if link.state & Endpoint.LOCAL_ACTIVE:
             return
         remote = link.remote_source if link.is_sender else link.remote_target
@@ -155,7 +153,7 @@ class TestPeer(AMQPProtocol):
 
         @param event: proton's event.
         """
-        link = event.link
+        link = eventLink(event)
         if link.is_sender:
             senders = self._senders[link.source.address]
             if link in senders:
@@ -169,7 +167,7 @@ class TestPeer(AMQPProtocol):
 
         @param event: proton's event.
         """
-        link = event.link
+        link = eventLink(event)
         if link.is_sender:
             self._transmit(link.source.address)
 
@@ -180,23 +178,20 @@ class TestPeer(AMQPProtocol):
 
         @param event: proton's event.
         """
-        delivery = event.delivery
+        delivery = eventDelivery(event)
         link = delivery.link
         if link.is_sender:
             if delivery.settled or delivery.remote_state:
                 self.sentOutcomes.append(delivery.remote_state)
                 delivery.settle()
             return
-        if delivery.partial:
+        data = self.reader.read(delivery)
+        if data is None:
             return
-        receiver = link
-        data = receiver.recv(delivery.pending) or b""
-        receiver.advance()
-        message = Message()
-        message.decode(data)
+        message = decodeMessage(data)
         address = link.target.address or message.address
         self.received.append((address, message))
-        receiver.flow(1)
+        link.flow(1)
         if delivery.settled:
             delivery.settle()
             return

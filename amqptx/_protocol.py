@@ -7,7 +7,7 @@ reactor's clock, and proton's events to a handler.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from OpenSSL import SSL
 from proton import Condition, Endpoint, Event
@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._engine import ConnectionSettings, Engine
+from ._engine import ConnectionSettings, DeliveryReader, Engine
 from ._errors import (
     AMQPConnectionLost,
     AMQPError,
@@ -33,9 +33,15 @@ from ._errors import (
 from ._interfaces import IAMQPProtocol
 
 if TYPE_CHECKING:
-    from proton import Connection
+    from proton import Connection, Delivery, Handler, Link, Session
 
-__all__ = ["AMQPProtocol", "conditionFields"]
+__all__ = [
+    "AMQPProtocol",
+    "conditionFields",
+    "eventDelivery",
+    "eventLink",
+    "eventSession",
+]
 
 _UNAUTHORIZED = "amqp:unauthorized-access"
 
@@ -52,13 +58,47 @@ def conditionFields(
     if condition is None:
         return None, None, None
     info = condition.info
-    return condition.name, condition.description, dict(info) if info else None
+    return (
+        condition.name,
+        condition.description,
+        dict(info) if isinstance(info, dict) and info else None,
+    )
+
+
+def eventLink(event: Event) -> Link:
+    """
+    @param event: a link or delivery event.
+    @return: its link.
+    """
+    link = event.link
+    assert link is not None, event
+    return link
+
+
+def eventSession(event: Event) -> Session:
+    """
+    @param event: a session, link or delivery event.
+    @return: its session.
+    """
+    session = event.session
+    assert session is not None, event
+    return session
+
+
+def eventDelivery(event: Event) -> Delivery:
+    """
+    @param event: a delivery event.
+    @return: its delivery.
+    """
+    delivery = event.delivery
+    assert delivery is not None, event
+    return delivery
 
 
 def _defaultClock() -> IReactorTime:
     from twisted.internet import reactor
 
-    return reactor  # type: ignore[return-value]
+    return reactor
 
 
 @implementer(IAMQPProtocol)
@@ -81,6 +121,7 @@ class AMQPProtocol(Protocol):
         the global reactor when the connection is made).
     @ivar handler: the object that receives proton's events, or L{None}.
     @ivar engine: the sans-I/O engine, once the connection is made.
+    @ivar reader: reads incoming messages as their pieces arrive.
     @ivar opened: whether both sides have sent their Open.
     """
 
@@ -94,6 +135,7 @@ class AMQPProtocol(Protocol):
         self.clock: IReactorTime | None = None
         self.handler = handler
         self.engine: Engine | None = None
+        self.reader = DeliveryReader()
         self.opened = False
         self._error: AMQPError | None = None
         self._ended: Failure | None = None
@@ -278,7 +320,9 @@ class AMQPProtocol(Protocol):
                 output = engine.takeOutput()
                 if output and not self._disconnecting:
                     self.transport.write(output)  # type: ignore[union-attr]
-                if not self._again and engine.collector.peek() is None:
+                if self._again or engine.collector.peek() is not None:
+                    continue
+                if not engine.inputBuffered() or engine.transport.capacity() <= 0:
                     break
         finally:
             self._flushing = False
@@ -297,7 +341,7 @@ class AMQPProtocol(Protocol):
                 own(self, event)
             if handler is not None:
                 try:
-                    event.dispatch(handler)
+                    event.dispatch(cast("Handler", handler))
                 except Exception:
                     self._log.failure(
                         "Uncaught exception in the handler of {event}",

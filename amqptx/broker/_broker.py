@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from typing import TYPE_CHECKING
 
-from proton import Disposition, Endpoint, Event, Message
+import proton
+from proton import Disposition, Endpoint, Event
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .._protocol import AMQPProtocol
-
-if TYPE_CHECKING:
-    import proton
+from .._engine import decodeMessage
+from .._protocol import AMQPProtocol, eventDelivery, eventLink, eventSession
 
 __all__ = ["Broker", "BrokerProtocol", "Queue"]
 
@@ -207,7 +205,7 @@ class BrokerProtocol(AMQPProtocol):
 
         @param event: proton's event.
         """
-        session = event.session
+        session = eventSession(event)
         if not session.state & Endpoint.LOCAL_ACTIVE:
             session.open()
 
@@ -217,7 +215,7 @@ class BrokerProtocol(AMQPProtocol):
 
         @param event: proton's event.
         """
-        session = event.session
+        session = eventSession(event)
         if not session.state & Endpoint.LOCAL_CLOSED:
             session.close()
 
@@ -227,18 +225,21 @@ class BrokerProtocol(AMQPProtocol):
 
         @param event: proton's event.
         """
-        link = event.link
+        link = eventLink(event)
         if link.state & Endpoint.LOCAL_ACTIVE:
             return
         link.source.copy(link.remote_source)
         link.target.copy(link.remote_target)
         if link.is_sender:
             if link.remote_source.dynamic:
-                queue = self.broker.temporaryQueue(self.connection.remote_container)
+                queue = self.broker.temporaryQueue(
+                    self.connection.remote_container or "anonymous"
+                )
                 link.source.address = queue.name
             else:
                 queue = self.broker.queue(link.remote_source.address or "")
             link.open()
+            assert isinstance(link, proton.Sender)
             consumer = _Consumer(self, link, queue)
             self._consumers[link.name] = consumer
             queue.addConsumer(consumer)
@@ -252,7 +253,7 @@ class BrokerProtocol(AMQPProtocol):
 
         @param event: proton's event.
         """
-        link = event.link
+        link = eventLink(event)
         if not link.state & Endpoint.LOCAL_CLOSED:
             link.close()
         consumer = self._consumers.pop(link.name, None) if link.is_sender else None
@@ -268,7 +269,7 @@ class BrokerProtocol(AMQPProtocol):
 
         @param event: proton's event.
         """
-        consumer = self._consumers.get(event.link.name)
+        consumer = self._consumers.get(eventLink(event).name)
         if consumer is not None:
             consumer.queue.dispatch()
 
@@ -278,7 +279,7 @@ class BrokerProtocol(AMQPProtocol):
 
         @param event: proton's event.
         """
-        delivery = event.delivery
+        delivery = eventDelivery(event)
         link = delivery.link
         if link.is_sender:
             consumer = self._consumers.get(link.name)
@@ -292,14 +293,12 @@ class BrokerProtocol(AMQPProtocol):
             if data is not None and state in _REQUEUE:
                 consumer.queue.requeue([data])
             return
-        if delivery.partial:
+        data = self.reader.read(delivery)
+        if data is None:
             return
-        data = bytes(link.recv(delivery.pending) or b"")
-        link.advance()
         address = link.target.address
         if address is None:
-            message = Message()
-            message.decode(data)
+            message = decodeMessage(data)
             address = message.address
         if not address:
             delivery.local.condition = proton_condition(

@@ -1,0 +1,460 @@
+# -*- test-case-name: tests.test_client -*-
+"""
+Tests for the Deferred API of L{amqptx._client}, in memory against
+L{amqptx.testing.TestPeer} on proton's engine.
+"""
+
+from __future__ import annotations
+
+import gc
+
+from proton import Disposition, Message
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from amqptx import (
+    AMQPConnection,
+    AMQPConnectionLost,
+    LinkDetached,
+    MessageModified,
+    MessageRejected,
+    MessageReleased,
+    Outcome,
+    ReceivedMessage,
+    Receiver,
+    Sender,
+    SessionEnded,
+)
+from amqptx.testing import IOPump, TestPeer, connectPair
+
+
+def _byAddress(address: str | None, message: Message) -> int | None:
+    prefix = (address or "").split("/")[0]
+    return {
+        "reject": Disposition.REJECTED,
+        "release": Disposition.RELEASED,
+        "modify": Disposition.MODIFIED,
+        "hold": None,
+    }.get(prefix, Disposition.ACCEPTED)
+
+
+class _Connected(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.client = AMQPConnection()
+        self.peer = TestPeer(outcome=_byAddress)
+        self.pump: IOPump = connectPair(self.peer, self.client, self.clock)
+
+    def receiver(self, address: str | None, **options: object) -> Receiver:
+        d = self.client.receiver(address, **options)  # type: ignore[arg-type]
+        self.pump.flush()
+        return self.successResultOf(d)
+
+    def get(self, receiver: Receiver) -> ReceivedMessage:
+        d = receiver.get()
+        self.pump.flush()
+        return self.successResultOf(d)
+
+
+class SendTests(_Connected):
+    """
+    L{AMQPConnection.send} and L{Sender.send}.
+    """
+
+    def test_accepted(self) -> None:
+        """
+        A message the peer accepts fires the Deferred with
+        L{Outcome.ACCEPTED}; the peer received it on the address.
+        """
+        d = self.client.send("q", Message(body="hello", subject="s"))
+        self.assertNoResult(d)
+        self.pump.flush()
+        self.assertIs(self.successResultOf(d), Outcome.ACCEPTED)
+        [(address, message)] = self.peer.received
+        self.assertEqual((address, message.body, message.subject), ("q", "hello", "s"))
+
+    def test_order(self) -> None:
+        """
+        Messages sent to one address arrive in the order sent.
+        """
+        ds = [self.client.send("q", Message(body=i)) for i in range(50)]
+        self.pump.flush()
+        for d in ds:
+            self.assertIs(self.successResultOf(d), Outcome.ACCEPTED)
+        self.assertEqual([m.body for _, m in self.peer.received], list(range(50)))
+
+    def test_senderCached(self) -> None:
+        """
+        Sends to one address share one link; another address gets another.
+        """
+        for address in ("a", "a", "b"):
+            self.client.send(address, Message(body=1))
+        self.pump.flush()
+        self.assertEqual(sorted(self.peer._senders), [])
+        links = [self.client._senders[a].link.name for a in ("a", "b")]
+        self.assertEqual(len(set(links)), 2)
+        self.assertEqual(len(self.client._links), 2)
+
+    def test_rejected(self) -> None:
+        """
+        A rejection errbacks with L{MessageRejected} and the peer's condition.
+        """
+        d = self.client.send("reject/x", Message(body=1))
+        self.pump.flush()
+        failure = self.failureResultOf(d, MessageRejected)
+        self.assertEqual(failure.value.condition, "amqp:precondition-failed")
+        self.assertEqual(failure.value.description, "rejected by the test peer")
+
+    def test_released(self) -> None:
+        """
+        A release errbacks with L{MessageReleased}.
+        """
+        d = self.client.send("release/x", Message(body=1))
+        self.pump.flush()
+        self.failureResultOf(d, MessageReleased)
+
+    def test_modified(self) -> None:
+        """
+        A modification errbacks with L{MessageModified} and its flags.
+        """
+        d = self.client.send("modify/x", Message(body=1))
+        self.pump.flush()
+        failure = self.failureResultOf(d, MessageModified)
+        self.assertTrue(failure.value.deliveryFailed)
+        self.assertFalse(failure.value.undeliverableHere)
+
+    def test_waitsForCredit(self) -> None:
+        """
+        Without credit, messages wait in order and go out as credit comes.
+        """
+        self.peer.credit = 2
+        ds = [self.client.send("q", Message(body=i)) for i in range(5)]
+        self.pump.flush()
+        # TestPeer gives one more credit per message received, so all go.
+        self.assertEqual([m.body for _, m in self.peer.received], list(range(5)))
+        for d in ds:
+            self.successResultOf(d)
+
+    def test_noCreditAtAll(self) -> None:
+        """
+        A peer that gives no credit keeps messages waiting, unsent.
+        """
+        self.peer.credit = 0
+        d = self.client.send("q", Message(body=1))
+        self.pump.flush()
+        self.assertNoResult(d)
+        self.assertEqual(self.peer.received, [])
+        sender = self.client._senders["q"]
+        self.assertEqual(len(sender._waiting), 1)
+
+    def test_cancelWaiting(self) -> None:
+        """
+        Cancelling a send that has not gone out withdraws it.
+        """
+        self.peer.credit = 0
+        d = self.client.send("q", Message(body=1))
+        self.pump.flush()
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertEqual(len(self.client._senders["q"]._waiting), 0)
+
+    def test_cancelInFlight(self) -> None:
+        """
+        Cancelling a sent, unsettled message forgets its outcome; a late
+        outcome does not fire the Deferred again.
+        """
+        d = self.client.send("hold/x", Message(body=1))
+        self.pump.flush()
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        [delivery] = self.peer.unsettled
+        delivery.update(Disposition.ACCEPTED)
+        delivery.settle()
+        self.peer.flush()
+        self.pump.flush()
+
+    def test_presettled(self) -> None:
+        """
+        A pre-settled sender fires with L{Outcome.SETTLED} as soon as the
+        message is written, and the peer receives it settled.
+        """
+        sender = self.successResultOf(self._sender("q", presettled=True))
+        d = sender.send(Message(body="x"))
+        self.assertIs(self.successResultOf(d), Outcome.SETTLED)
+        self.pump.flush()
+        self.assertEqual([m.body for _, m in self.peer.received], ["x"])
+        self.assertEqual(self.peer.unsettled, [])
+
+    def _sender(self, address: str, **options: object) -> Deferred[Sender]:
+        d = self.client.sender(address, **options)  # type: ignore[arg-type]
+        self.pump.flush()
+        return d
+
+    def test_senderAttached(self) -> None:
+        """
+        C{sender()} fires with a L{Sender} for the address once attached.
+        """
+        sender = self.successResultOf(self._sender("x"))
+        self.assertIsInstance(sender, Sender)
+        self.assertEqual(sender.address, "x")
+
+    def test_onlyMessages(self) -> None:
+        """
+        Sending anything but a proton Message is a TypeError.
+        """
+        self.assertRaises(TypeError, self.client.send, "q", "just a string")
+
+    def test_refused(self) -> None:
+        """
+        A link the peer refuses fails with L{LinkDetached} and the peer's
+        condition, and so do the messages waiting on it.
+        """
+        self.peer.refuse["nowhere"] = ("amqp:not-found", "no such node")
+        attached = self.client.sender("nowhere")
+        sent = self.client.send("nowhere", Message(body=1))
+        self.pump.flush()
+        for d in (attached, sent):
+            failure = self.failureResultOf(d, LinkDetached)
+            self.assertEqual(failure.value.condition, "amqp:not-found")
+            self.assertEqual(failure.value.description, "no such node")
+
+    def test_refusedNotCached(self) -> None:
+        """
+        After a refusal, the next send to the address tries a new link.
+        """
+        self.peer.refuse["later"] = ("amqp:not-found", "not yet")
+        first = self.client.send("later", Message(body=1))
+        self.pump.flush()
+        self.failureResultOf(first, LinkDetached)
+        del self.peer.refuse["later"]
+        d = self.client.send("later", Message(body=2))
+        self.pump.flush()
+        self.assertIs(self.successResultOf(d), Outcome.ACCEPTED)
+
+    def test_connectionLost(self) -> None:
+        """
+        Messages waiting for their outcome when the connection drops fail
+        with L{AMQPConnectionLost}, and new sends fail at once.
+        """
+        d = self.client.send("hold/x", Message(body=1))
+        self.pump.flush()
+        self.client.transport.loseConnection()  # type: ignore[union-attr]
+        self.pump.flush()
+        self.failureResultOf(d, AMQPConnectionLost)
+
+    def test_sessionEnded(self) -> None:
+        """
+        A peer that ends the session fails its links' waiting messages with
+        L{SessionEnded}; the next send opens a new session and works.
+        """
+        d = self.client.send("hold/x", Message(body=1))
+        self.pump.flush()
+        session = self.peer.connection.session_head(0)
+        assert session is not None
+        from proton import Condition
+
+        session.condition = Condition("amqp:not-found", "gone")
+        session.close()
+        self.peer.flush()
+        self.pump.flush()
+        failure = self.failureResultOf(d, SessionEnded)
+        self.assertEqual(failure.value.condition, "amqp:not-found")
+        again = self.client.send("q", Message(body=2))
+        self.pump.flush()
+        self.assertIs(self.successResultOf(again), Outcome.ACCEPTED)
+
+    def test_closeSender(self) -> None:
+        """
+        Closing a sender detaches it: the Deferred fires, a second close and
+        a close after the end succeed, and a send afterwards fails.
+        """
+        sender = self.successResultOf(self._sender("q"))
+        closed = sender.close()
+        self.pump.flush()
+        self.assertIsNone(self.successResultOf(closed))
+        self.assertIsNone(self.successResultOf(sender.close()))
+        self.failureResultOf(sender.send(Message(body=1)), LinkDetached)
+
+
+class ReceiveTests(_Connected):
+    """
+    L{AMQPConnection.receiver} and L{Receiver}.
+    """
+
+    def test_receive(self) -> None:
+        """
+        Messages offered by the peer arrive in order through C{get()}.
+        """
+        receiver = self.receiver("in")
+        for i in range(3):
+            self.peer.offer("in", Message(body=i))
+        self.pump.flush()
+        self.assertEqual([self.get(receiver).body for _ in range(3)], [0, 1, 2])
+
+    def test_getBeforeArrival(self) -> None:
+        """
+        A C{get()} made before a message arrives fires when it does.
+        """
+        receiver = self.receiver("in")
+        d = receiver.get()
+        self.pump.flush()
+        self.assertNoResult(d)
+        self.peer.offer("in", Message(body="late"))
+        self.pump.flush()
+        self.assertEqual(self.successResultOf(d).body, "late")
+
+    def test_creditWindow(self) -> None:
+        """
+        The peer may send only C{credit} messages ahead of C{get()}; each
+        message handed out lets one more come.
+        """
+        receiver = self.receiver("in", credit=3)
+        for i in range(10):
+            self.peer.offer("in", Message(body=i))
+        self.pump.flush()
+        self.assertEqual(self.peer.queued("in"), 7)
+        self.get(receiver)
+        self.pump.flush()
+        self.assertEqual(self.peer.queued("in"), 6)
+
+    def test_settlements(self) -> None:
+        """
+        C{accept}, C{reject}, C{release} and C{modify} reach the peer as
+        those outcomes; settling twice does nothing more.
+        """
+        receiver = self.receiver("in")
+        for i in range(4):
+            self.peer.offer("in", Message(body=i))
+        self.pump.flush()
+        messages = [self.get(receiver) for _ in range(4)]
+        messages[0].accept()
+        messages[1].reject("amqp:decode-error", "bad")
+        messages[2].release()
+        messages[3].modify(deliveryFailed=True, undeliverableHere=True)
+        messages[0].accept()
+        self.pump.flush()
+        self.assertEqual(
+            self.peer.sentOutcomes,
+            [
+                Disposition.ACCEPTED,
+                Disposition.REJECTED,
+                Disposition.RELEASED,
+                Disposition.MODIFIED,
+            ],
+        )
+
+    def test_autoAccept(self) -> None:
+        """
+        With C{autoAccept}, a message is accepted as it is handed out.
+        """
+        receiver = self.receiver("in", autoAccept=True)
+        self.peer.offer("in", Message(body=1))
+        self.pump.flush()
+        received = self.get(receiver)
+        self.assertTrue(received.settled)
+        self.pump.flush()
+        self.assertEqual(self.peer.sentOutcomes, [Disposition.ACCEPTED])
+
+    def test_dynamic(self) -> None:
+        """
+        A dynamic receiver learns the address the peer made for it.
+        """
+        receiver = self.receiver(None, dynamic=True)
+        self.assertEqual(receiver.address, "dynamic-0")
+
+    def test_badCredit(self) -> None:
+        """
+        A credit window below one is a ValueError.
+        """
+        self.assertRaises(ValueError, self.client.receiver, "in", credit=0)
+
+    def test_refused(self) -> None:
+        """
+        A refused receiver fails with L{LinkDetached}.
+        """
+        self.peer.refuse["secret"] = ("amqp:unauthorized-access", "no")
+        d = self.client.receiver("secret")
+        self.pump.flush()
+        failure = self.failureResultOf(d, LinkDetached)
+        self.assertEqual(failure.value.condition, "amqp:unauthorized-access")
+
+    def test_cancelGet(self) -> None:
+        """
+        A cancelled C{get()} gives up its place: the next message goes to the
+        next caller.
+        """
+        receiver = self.receiver("in")
+        first, second = receiver.get(), receiver.get()
+        first.cancel()
+        self.failureResultOf(first, CancelledError)
+        self.peer.offer("in", Message(body="m"))
+        self.pump.flush()
+        self.assertEqual(self.successResultOf(second).body, "m")
+
+    def test_connectionLost(self) -> None:
+        """
+        A waiting C{get()} fails when the connection drops, and so does a
+        C{get()} after the end.
+        """
+        receiver = self.receiver("in")
+        d = receiver.get()
+        self.client.transport.loseConnection()  # type: ignore[union-attr]
+        self.pump.flush()
+        self.failureResultOf(d, AMQPConnectionLost)
+        self.failureResultOf(receiver.get(), AMQPConnectionLost)
+
+    def test_settleAfterEnd(self) -> None:
+        """
+        Settling a message after the connection ended does nothing.
+        """
+        receiver = self.receiver("in")
+        self.peer.offer("in", Message(body=1))
+        self.pump.flush()
+        received = self.get(receiver)
+        self.client.transport.loseConnection()  # type: ignore[union-attr]
+        self.pump.flush()
+        received.accept()
+        self.assertTrue(received.settled)
+
+    def test_closeReceiver(self) -> None:
+        """
+        Closing a receiver detaches it and fails a waiting C{get()} with
+        L{LinkDetached}.
+        """
+        receiver = self.receiver("in")
+        waiting = receiver.get()
+        closed = receiver.close()
+        self.pump.flush()
+        self.assertIsNone(self.successResultOf(closed))
+        self.failureResultOf(waiting, LinkDetached)
+
+    def test_largeMessage(self) -> None:
+        """
+        A message larger than a frame arrives whole.
+        """
+        receiver = self.receiver("in")
+        body = b"x" * 1_000_000
+        self.peer.offer("in", Message(body=body))
+        self.pump.flush()
+        self.assertEqual(self.get(receiver).body, body)
+
+    def test_binaryOwned(self) -> None:
+        """
+        Binary values of a received message are plain C{bytes} that stay
+        valid after the message is gone (proton 0.40 hands out views into its
+        own buffers, which would dangle).
+        """
+        receiver = self.receiver("in")
+        self.peer.offer(
+            "in",
+            Message(body=[b"a", {"k": b"v"}], properties={"p": b"bin"}),
+        )
+        self.pump.flush()
+        received = self.get(receiver)
+        body, properties = received.body, received.message.properties
+        del received
+        gc.collect()
+        self.assertEqual(body, [b"a", {"k": b"v"}])
+        self.assertIs(type(body[0]), bytes)
+        self.assertIs(type(properties["p"]), bytes)
