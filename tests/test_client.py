@@ -455,6 +455,7 @@ class ReceiveTests(_Connected):
         body, properties = received.body, received.message.properties
         del received
         gc.collect()
+        assert properties is not None
         self.assertEqual(body, [b"a", {"k": b"v"}])
         self.assertIs(type(body[0]), bytes)
         self.assertIs(type(properties["p"]), bytes)

@@ -11,7 +11,7 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IProtocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -127,9 +127,14 @@ class OpenCloseTests(SynchronousTestCase):
         C{close()} sends a Close, the peer answers, the transport ends and the
         Deferred fires with L{None}; both sides report a clean end.
         """
-        client, server, pump = _pair(Clock())
         reasons: list[Failure] = []
-        server.connectionClosed = reasons.append  # type: ignore[method-assign]
+
+        class Recording(TestPeer):
+            def connectionClosed(self, reason: Failure) -> None:
+                reasons.append(reason)
+
+        client, server = AMQPConnection(), Recording()
+        pump = connectPair(server, client, Clock())
         closed = client.close()
         self.assertNoResult(closed)
         pump.flush()
@@ -376,9 +381,10 @@ class HandlerTests(SynchronousTestCase):
         An exception raised by a handler method is logged with the event type
         and does not stop the connection from opening.
         """
-        events: list[dict[str, object]] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        events = EventLoggingObserver.createWithCleanup(
+            self,  # type: ignore[arg-type]
+            globalLogPublisher,
+        )
 
         class Broken:
             handlers: list[object] = []

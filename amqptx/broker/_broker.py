@@ -39,7 +39,7 @@ class _Consumer:
         self.protocol = protocol
         self.link = link
         self.queue = queue
-        self.presettled = link.snd_settle_mode == link.SND_SETTLED
+        self.presettled = link.remote_snd_settle_mode == link.SND_SETTLED
         self.unsettled: dict[str, bytes] = {}
         self.tags = itertools.count()
 
@@ -238,6 +238,7 @@ class BrokerProtocol(AMQPProtocol):
                 link.source.address = queue.name
             else:
                 queue = self.broker.queue(link.remote_source.address or "")
+            link.snd_settle_mode = link.remote_snd_settle_mode
             link.open()
             assert isinstance(link, proton.Sender)
             consumer = _Consumer(self, link, queue)
