@@ -14,7 +14,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ServerEndpoint,
-    wrapClientTLS,
 )
 from twisted.internet.error import ConnectingCancelledError, TimeoutError
 from twisted.internet.interfaces import (
@@ -91,6 +90,45 @@ class _ConfiguringFactory:
             )
         protocol.configure(self._settings, self._clock)
         return protocol
+
+
+@implementer(IStreamClientEndpoint)
+class _TLSClientEndpoint:
+    """
+    TLS over another client endpoint, with TLS's timers on the endpoint's
+    clock (Twisted's C{wrapClientTLS} always uses the global reactor).
+    """
+
+    def __init__(
+        self,
+        wrapped: IStreamClientEndpoint,
+        options: IOpenSSLClientConnectionCreator,
+        clock: object,
+    ) -> None:
+        self._wrapped = wrapped
+        self._options = options
+        self._clock = clock
+
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
+        """
+        Connect, and start TLS as the client.
+
+        @param protocolFactory: the factory of the protocol to run over TLS.
+        @return: a Deferred that fires with the protocol over TLS.
+        """
+        factory = TLSMemoryBIOFactory(
+            self._options,
+            True,
+            protocolFactory,
+            clock=self._clock,  # type: ignore[arg-type]
+        )
+        connecting: Deferred[IProtocol] = self._wrapped.connect(factory)
+        return connecting.addCallback(_wrappedProtocol)
+
+
+def _wrappedProtocol(protocol: IProtocol) -> IProtocol:
+    wrapped: IProtocol = protocol.wrappedProtocol  # type: ignore[attr-defined]
+    return wrapped
 
 
 class _OpeningAttempt:
@@ -340,7 +378,7 @@ class AMQPClientEndpoint:
             bindAddress=self._bindAddress,
         )
         if self._tlsOptions is not None:
-            endpoint = wrapClientTLS(self._tlsOptions, endpoint)
+            endpoint = _TLSClientEndpoint(endpoint, self._tlsOptions, reactor)
         attempt = _OpeningAttempt(
             reactor,  # type: ignore[arg-type]
             self._timeout,
@@ -423,7 +461,12 @@ class AMQPServerEndpoint:
             self._reactor,  # type: ignore[arg-type]
         )
         if self._tlsOptions is not None:
-            factory = TLSMemoryBIOFactory(self._tlsOptions, False, factory)
+            factory = TLSMemoryBIOFactory(
+                self._tlsOptions,
+                False,
+                factory,
+                clock=self._reactor,  # type: ignore[arg-type]
+            )
         listening: Deferred[IListeningPort] = TCP4ServerEndpoint(
             self._reactor,
             self._port,

@@ -186,7 +186,11 @@ def _parseClient(
         if url.user is not None:
             if user is not None:
                 raise ValueError(f"{prefix}: user given twice")
-            user, password = url.user, url.password
+            user = url.user
+        if url.password is not None:
+            if password is not None:
+                raise ValueError(f"{prefix}: password given twice")
+            password = url.password
     if not host:
         raise ValueError(f"{prefix}: needs a host, as in {prefix}:HOST:PORT")
     tls = prefix == "amqps"
