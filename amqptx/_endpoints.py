@@ -64,6 +64,13 @@ class _ConfiguringFactory:
         self._settings = settings
         self._clock = clock
 
+    def logPrefix(self) -> str:
+        """
+        @return: what Twisted's log lines about this factory's ports start
+            with.
+        """
+        return "AMQP"
+
     def doStart(self) -> None:
         """
         Start the application's factory.

@@ -10,11 +10,14 @@ from typing import Any
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
 from twisted.python import usage
 
 from .broker import Broker
 
 __all__ = ["Options", "makeService"]
+
+_log = Logger()
 
 DEFAULT_LISTEN = "amqp:5672:interface=127.0.0.1"
 
@@ -75,6 +78,11 @@ def makeService(options: dict[str, Any]) -> IService:
     @return: the service.
     """
     broker = Broker()
+    _log.info(
+        "amqp-listen: queues in memory (lost at exit); SASL ANONYMOUS only, "
+        "no authentication is configured; listening on {endpoints}",
+        endpoints=", ".join(options["listen"]),
+    )
     service = MultiService()
     for endpoint in options["endpoints"]:
         StreamServerEndpointService(endpoint, broker.factory()).setServiceParent(

@@ -7,6 +7,7 @@ for the lazy public namespace of L{amqptx}.
 
 from __future__ import annotations
 
+import configparser
 import subprocess
 import sys
 from importlib import import_module
@@ -185,3 +186,26 @@ class PublicNamesTests(SynchronousTestCase):
         C{dir(amqptx)} lists every public name.
         """
         self.assertTrue(set(amqptx.__all__) <= set(dir(amqptx)))
+
+
+class PackagingTests(SynchronousTestCase):
+    """
+    What C{pip install .} installs.
+    """
+
+    def test_everyPackageListed(self) -> None:
+        """
+        Every package of the source tree is listed in C{setup.cfg}, so that
+        an installed amqptx has all its parts.
+        """
+        root = FilePath(__file__).parent().parent()
+        config = configparser.ConfigParser()
+        config.read(root.child("setup.cfg").path)
+        listed = set(config["options"]["packages"].split())
+        found = {
+            ".".join(path.parent().segmentsFrom(root))
+            for path in root.child("amqptx").walk()
+            if path.basename() == "__init__.py"
+        }
+        self.assertEqual(found - listed, set())
+        self.assertIn("twisted.plugins", listed)
