@@ -16,6 +16,9 @@ from amqptx import AMQPConnection
 
 
 async def main(reactor, description="amqp:localhost:5672"):
+    """
+    Connect, send one message, receive it back, close.
+    """
     endpoint = clientFromString(reactor, description)
     connection = await endpoint.connect(Factory.forProtocol(AMQPConnection))
     outcome = await connection.send("examples", Message(body="Hello, world"))

@@ -141,7 +141,7 @@ def _sendAll(
                 f"message-{index} to {address!r} not accepted: "
                 f"{_describeOutcome(delivery)}"
             )
-    sender.close()  # type: ignore[no-untyped-call]
+    sender.close()
 
 
 def _receiveAll(
@@ -182,7 +182,7 @@ def _run(options: argparse.Namespace) -> int:
                 raise ClientError("no address given to the dynamic receiver")
             _sendAll(connection, options.address, options.send, deadline, replyTo)
             received = _receiveAll(replies, options.send, deadline, True)
-            replies.close()  # type: ignore[no-untyped-call]
+            replies.close()
         else:
             if options.send:
                 _sendAll(connection, options.address, options.send, deadline)
@@ -191,7 +191,7 @@ def _run(options: argparse.Namespace) -> int:
                     options.address, credit=min(_MAX_CREDIT, options.receive)
                 )
                 received = _receiveAll(receiver, options.receive, deadline, False)
-                receiver.close()  # type: ignore[no-untyped-call]
+                receiver.close()
     except BaseException:
         # Report the first failure, not whatever closing then runs into.
         try:
