@@ -139,8 +139,6 @@ class _Link:
     def _remoteClosed(self) -> None:
         link = self.link
         name, description, info = conditionFields(link.remote_condition)
-        if not link.state & Endpoint.LOCAL_CLOSED:
-            link.close()
         if name is not None:
             self._end(Failure(LinkDetached(name, description, info)))
         else:
@@ -647,8 +645,6 @@ class AMQPConnection(AMQPProtocol):
         for link in list(self._links.values()):
             if link.link.session == session:
                 link._end(reason)
-        if not session.state & Endpoint.LOCAL_CLOSED:
-            session.close()
         if self._session == session:
             self._session = None
 

@@ -242,7 +242,8 @@ class AMQPClientEndpoint:
         @param user: the SASL user name.
         @param password: the SASL password.
         @param mechanisms: the SASL mechanisms to allow; by default PLAIN when
-            a user is given, else ANONYMOUS.
+            a user is given, else EXTERNAL when a client certificate is
+            given, else ANONYMOUS.
         @param allowInsecurePlain: allow a password to go in clear over a
             connection without TLS.
         @param virtualHost: the Open frame's C{hostname}; by default C{host}.
@@ -278,7 +279,12 @@ class AMQPClientEndpoint:
         if password is not None and user is None:
             raise ValueError("a password needs a user")
         if mechanisms is None:
-            mechanisms = ("PLAIN",) if user is not None else ("ANONYMOUS",)
+            if user is not None:
+                mechanisms = ("PLAIN",)
+            elif clientCertificate is not None:
+                mechanisms = ("EXTERNAL",)
+            else:
+                mechanisms = ("ANONYMOUS",)
         mechanisms = tuple(m.upper() for m in mechanisms)
         if (
             not tls

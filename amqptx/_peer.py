@@ -14,7 +14,7 @@ import proton
 from proton import Condition, Delivery, Disposition, Endpoint, Event, Message
 
 from ._engine import ConnectionSettings, decodeMessage
-from ._protocol import AMQPProtocol, eventDelivery, eventLink, eventSession
+from ._protocol import AMQPProtocol, eventDelivery, eventLink
 
 __all__ = ["TestPeer"]
 
@@ -99,26 +99,6 @@ class TestPeer(AMQPProtocol):
                 link.send(queue.popleft().encode())
                 link.advance()
 
-    def on_session_remote_open(self, event: Event) -> None:
-        """
-        Answer a session's Begin.
-
-        @param event: proton's event.
-        """
-        session = eventSession(event)
-        if not session.state & Endpoint.LOCAL_ACTIVE:
-            session.open()
-
-    def on_session_remote_close(self, event: Event) -> None:
-        """
-        Answer a session's End.
-
-        @param event: proton's event.
-        """
-        session = eventSession(event)
-        if not session.state & Endpoint.LOCAL_CLOSED:
-            session.close()
-
     def on_link_remote_open(self, event: Event) -> None:
         """
         Attach the link the client asked for, or refuse it.
@@ -149,7 +129,7 @@ class TestPeer(AMQPProtocol):
 
     def on_link_remote_close(self, event: Event) -> None:
         """
-        Answer a detach.
+        Forget a detached sending link.
 
         @param event: proton's event.
         """
@@ -158,8 +138,6 @@ class TestPeer(AMQPProtocol):
             senders = self._senders[link.source.address]
             if link in senders:
                 senders.remove(link)
-        if not link.state & Endpoint.LOCAL_CLOSED:
-            link.close()
 
     def on_link_flow(self, event: Event) -> None:
         """

@@ -120,6 +120,9 @@ class AMQPProtocol(Protocol):
     @ivar clock: the clock for heartbeats (set by L{configure}, defaulting to
         the global reactor when the connection is made).
     @ivar handler: the object that receives proton's events, or L{None}.
+        After the handler, the protocol answers what the peer began or ended
+        and the handler left unanswered: a server's Open, a Begin, an End, a
+        Detach.
     @ivar engine: the sans-I/O engine, once the connection is made.
     @ivar reader: reads incoming messages as their pieces arrive.
     @ivar opened: whether both sides have sent their Open.
@@ -347,8 +350,9 @@ class AMQPProtocol(Protocol):
                         "Uncaught exception in the handler of {event}",
                         event=event.type,
                     )
-            if event.type == Event.CONNECTION_REMOTE_OPEN:
-                self._answerOpen()
+            answer = _ANSWERS.get(event.type)
+            if answer is not None:
+                answer(self, event)
 
     def _arm(self, deadline: float) -> None:
         timer = self._timer
@@ -368,7 +372,7 @@ class AMQPProtocol(Protocol):
         self._timer = None
         self.flush()
 
-    def _answerOpen(self) -> None:
+    def _answerOpen(self, event: Event) -> None:
         """
         After the handler saw the peer's Open: a server answers it (unless the
         handler closed the connection instead, refusing it), and the
@@ -448,6 +452,34 @@ class AMQPProtocol(Protocol):
             else:
                 c.errback(failure)
 
+
+def _answerBegin(protocol: AMQPProtocol, event: Event) -> None:
+    session = eventSession(event)
+    if session.state & Endpoint.LOCAL_UNINIT:
+        session.open()
+
+
+def _answerEnd(protocol: AMQPProtocol, event: Event) -> None:
+    session = eventSession(event)
+    if not session.state & Endpoint.LOCAL_CLOSED:
+        session.close()
+
+
+def _answerDetach(protocol: AMQPProtocol, event: Event) -> None:
+    link = eventLink(event)
+    if not link.state & Endpoint.LOCAL_CLOSED:
+        link.close()
+
+
+# Run after the handler saw the event, unless it already acted: the peer's
+# Open, Begin, End and Detach are answered in kind.
+_ANSWERS = {
+    Event.CONNECTION_REMOTE_OPEN: AMQPProtocol._answerOpen,
+    Event.SESSION_REMOTE_OPEN: _answerBegin,
+    Event.SESSION_REMOTE_CLOSE: _answerEnd,
+    Event.LINK_REMOTE_CLOSE: _answerDetach,
+    Event.LINK_REMOTE_DETACH: _answerDetach,
+}
 
 _OWN_EVENTS = {
     Event.CONNECTION_REMOTE_CLOSE: AMQPProtocol._remoteClose,

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .._engine import decodeMessage
-from .._protocol import AMQPProtocol, eventDelivery, eventLink, eventSession
+from .._protocol import AMQPProtocol, eventDelivery, eventLink
 
 __all__ = ["Broker", "BrokerProtocol", "Queue"]
 
@@ -199,26 +199,6 @@ class BrokerProtocol(AMQPProtocol):
         self.broker = broker
         self._consumers: dict[str, _Consumer] = {}
 
-    def on_session_remote_open(self, event: Event) -> None:
-        """
-        Answer a Begin.
-
-        @param event: proton's event.
-        """
-        session = eventSession(event)
-        if not session.state & Endpoint.LOCAL_ACTIVE:
-            session.open()
-
-    def on_session_remote_close(self, event: Event) -> None:
-        """
-        Answer an End.
-
-        @param event: proton's event.
-        """
-        session = eventSession(event)
-        if not session.state & Endpoint.LOCAL_CLOSED:
-            session.close()
-
     def on_link_remote_open(self, event: Event) -> None:
         """
         Attach a link to its queue (a new temporary one for a dynamic source).
@@ -255,8 +235,6 @@ class BrokerProtocol(AMQPProtocol):
         @param event: proton's event.
         """
         link = eventLink(event)
-        if not link.state & Endpoint.LOCAL_CLOSED:
-            link.close()
         consumer = self._consumers.pop(link.name, None) if link.is_sender else None
         if consumer is not None:
             consumer.queue.removeConsumer(consumer)
