@@ -485,7 +485,9 @@ class AMQPConnection(AMQPProtocol):
 
     def _newSession(self) -> Session:
         session = self._session
-        if session is None or session.state & Endpoint.LOCAL_CLOSED:
+        if session is None or session.state & (
+            Endpoint.LOCAL_CLOSED | Endpoint.REMOTE_CLOSED
+        ):
             session = self._session = self.connection.session()
             session.open()
         return session
@@ -642,11 +644,11 @@ class AMQPConnection(AMQPProtocol):
         reason = Failure(
             SessionEnded(name, description or "the peer ended the session", info)
         )
+        if self._session == session:
+            self._session = None
         for link in list(self._links.values()):
             if link.link.session == session:
                 link._end(reason)
-        if self._session == session:
-            self._session = None
 
     def connectionClosed(self, reason: Failure) -> None:
         """

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gc
 
-from proton import Disposition, Message
+from proton import Condition, Disposition, Message
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -252,8 +252,6 @@ class SendTests(_Connected):
         self.pump.flush()
         session = self.peer.connection.session_head(0)
         assert session is not None
-        from proton import Condition
-
         session.condition = Condition("amqp:not-found", "gone")
         session.close()
         self.peer.flush()
@@ -261,6 +259,25 @@ class SendTests(_Connected):
         failure = self.failureResultOf(d, SessionEnded)
         self.assertEqual(failure.value.condition, "amqp:not-found")
         again = self.client.send("q", Message(body=2))
+        self.pump.flush()
+        self.assertIs(self.successResultOf(again), Outcome.ACCEPTED)
+
+    def test_newSessionFromFailureCallback(self) -> None:
+        """
+        A link attached from the callback that reports the session's end (so
+        before the protocol saw the end through) goes on a new session.
+        """
+        d = self.client.send("hold/x", Message(body=1))
+        self.pump.flush()
+        session = self.peer.connection.session_head(0)
+        assert session is not None
+        session.condition = Condition("amqp:not-found", "gone")
+        session.close()
+        self.peer.flush()
+        retried: list[Deferred[Outcome]] = []
+        d.addErrback(lambda _: retried.append(self.client.send("q", Message(body=2))))
+        self.pump.flush()
+        [again] = retried
         self.pump.flush()
         self.assertIs(self.successResultOf(again), Outcome.ACCEPTED)
 
