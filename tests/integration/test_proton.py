@@ -302,3 +302,45 @@ class ProtonServerTLSTests(_ProtonServerTestCase):
         await self.failureOf(
             endpoint.connect(Factory.forProtocol(AMQPConnection)), amqptx.TLSError
         )
+
+
+class ProtonServerClientCertificateTests(_ProtonServerTestCase):
+    """
+    The amqptx client presents a certificate to a proton server that requires
+    one, and authenticates with SASL EXTERNAL.
+    """
+
+    def setUp(self) -> None:
+        self.pki = sharedPKI()
+        server = ProtonServer(tls=self.pki, requireClientCertificate=True)
+        server.start()
+        self.addCleanup(server.stop)
+        self.server = server
+
+    async def test_external(self) -> None:
+        """
+        With a client certificate and no user, the client uses EXTERNAL by
+        default, and sends and receives.
+        """
+        connection = await self.connect(
+            f"amqps:localhost:{self.server.port}:trustRoots={self.pki.caCert}"
+            f":certificate={self.pki.clientCert}:privateKey={self.pki.clientKey}"
+        )
+        self.assertEqual(connection.settings.mechanisms, ("EXTERNAL",))
+        await self.sendAndReceive(connection, "external", _bodies(3))
+
+    async def test_noCertificate(self) -> None:
+        """
+        Without a certificate the server ends the TLS handshake, and the
+        connection attempt fails with L{amqptx.TLSError} or, when the server's
+        refusal comes after the handshake, with L{amqptx.AMQPConnectionLost}.
+        """
+        endpoint = clientFromString(
+            _reactor(),
+            f"amqps:localhost:{self.server.port}:trustRoots={self.pki.caCert}",
+        )
+        await self.failureOf(
+            endpoint.connect(Factory.forProtocol(AMQPConnection)),
+            amqptx.TLSError,
+            amqptx.AMQPConnectionLost,
+        )
