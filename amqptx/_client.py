@@ -26,6 +26,7 @@ from ._errors import (
 )
 from ._protocol import (
     AMQPProtocol,
+    Waiters,
     conditionFields,
     eventDelivery,
     eventLink,
@@ -53,31 +54,6 @@ class Outcome(Enum):
     SETTLED = "settled"
 
 
-class _Waiters:
-    """
-    Deferreds waiting for one event that either happens or fails.
-    """
-
-    def __init__(self) -> None:
-        self._waiting: list[Deferred[Any]] = []
-
-    def add(self, d: Deferred[_T]) -> Deferred[_T]:
-        self._waiting.append(d)
-        return d
-
-    def discard(self, d: Deferred[Any]) -> None:
-        if d in self._waiting:
-            self._waiting.remove(d)
-
-    def fire(self, result: object) -> None:
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            if isinstance(result, Failure):
-                d.errback(result)
-            else:
-                d.callback(result)
-
-
 class _Link:
     """
     What senders and receivers share: attaching, detaching, failing.
@@ -92,16 +68,16 @@ class _Link:
         self.attached = False
         self.failure: Failure | None = None
         self._clean = False
-        self._attachWaiters = _Waiters()
-        self._detachWaiters = _Waiters()
+        self._attachWaiters = Waiters()
+        self._detachWaiters = Waiters()
 
     def _whenAttached(self: _L) -> Deferred[_L]:
         if self.failure is not None:
             return fail(self.failure)
         if self.attached:
             return succeed(self)
-        d: Deferred[_L] = Deferred(self._attachWaiters.discard)
-        return self._attachWaiters.add(d)
+        attached: Deferred[_L] = self._attachWaiters.new()
+        return attached
 
     def close(self) -> Deferred[None]:
         """
@@ -114,8 +90,7 @@ class _Link:
         """
         if self.failure is not None:
             return succeed(None) if self._clean else fail(self.failure)
-        d: Deferred[None] = Deferred(self._detachWaiters.discard)
-        self._detachWaiters.add(d)
+        d: Deferred[None] = self._detachWaiters.new()
         if not self.link.state & Endpoint.LOCAL_CLOSED:
             self.link.close()
             self._connection.flush()

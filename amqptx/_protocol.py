@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AMQPProtocol",
+    "Waiters",
     "conditionFields",
     "eventDelivery",
     "eventLink",
@@ -44,6 +45,41 @@ __all__ = [
 ]
 
 _UNAUTHORIZED = "amqp:unauthorized-access"
+
+
+class Waiters:
+    """
+    Deferreds waiting for one event that either happens or fails; each can be
+    cancelled on its own.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: list[Deferred[Any]] = []
+
+    def new(self) -> Deferred[Any]:
+        """
+        @return: a new Deferred, fired by the next L{fire}.
+        """
+        d: Deferred[Any] = Deferred(self._discard)
+        self._waiting.append(d)
+        return d
+
+    def _discard(self, d: Deferred[Any]) -> None:
+        if d in self._waiting:
+            self._waiting.remove(d)
+
+    def fire(self, result: object) -> None:
+        """
+        Fire every waiting Deferred.
+
+        @param result: the result, or a L{Failure} to fail them with.
+        """
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(result)
 
 
 def conditionFields(
@@ -142,8 +178,8 @@ class AMQPProtocol(Protocol):
         self.opened = False
         self._error: AMQPError | None = None
         self._ended: Failure | None = None
-        self._openWaiters: list[Deferred[IAMQPProtocol]] = []
-        self._closeWaiters: list[Deferred[None]] = []
+        self._openWaiters = Waiters()
+        self._closeWaiters = Waiters()
         self._timer: IDelayedCall | None = None
         self._flushing = False
         self._again = False
@@ -249,13 +285,8 @@ class AMQPProtocol(Protocol):
             return fail(self._openFailure(self._ended))
         if self.opened:
             return succeed(self)
-        d: Deferred[IAMQPProtocol] = Deferred(self._cancelOpenWaiter)
-        self._openWaiters.append(d)
-        return d
-
-    def _cancelOpenWaiter(self, d: Deferred[IAMQPProtocol]) -> None:
-        if d in self._openWaiters:
-            self._openWaiters.remove(d)
+        opened: Deferred[IAMQPProtocol] = self._openWaiters.new()
+        return opened
 
     def whenClosed(self) -> Deferred[None]:
         """
@@ -264,15 +295,11 @@ class AMQPProtocol(Protocol):
         @return: a new Deferred that fires with L{None} after a clean close, or
             fails with the L{AMQPError} that ended the connection.
         """
-        if self._ended is not None:
-            return self._settled(self._ended)
-        d: Deferred[None] = Deferred(self._cancelCloseWaiter)
-        self._closeWaiters.append(d)
-        return d
-
-    def _cancelCloseWaiter(self, d: Deferred[None]) -> None:
-        if d in self._closeWaiters:
-            self._closeWaiters.remove(d)
+        ended = self._ended
+        if ended is not None:
+            return succeed(None) if ended.check(ConnectionDone) else fail(ended)
+        closed: Deferred[None] = self._closeWaiters.new()
+        return closed
 
     def close(
         self, condition: str | None = None, description: str | None = None
@@ -386,9 +413,7 @@ class AMQPProtocol(Protocol):
         if not state & Endpoint.LOCAL_ACTIVE or state & Endpoint.REMOTE_CLOSED:
             return
         self.opened = True
-        waiters, self._openWaiters = self._openWaiters, []
-        for d in waiters:
-            d.callback(self)
+        self._openWaiters.fire(self)
         self.connectionOpened()
 
     def _remoteClose(self, event: Event) -> None:
@@ -427,30 +452,14 @@ class AMQPProtocol(Protocol):
         return Failure(AMQPConnectionLost(reason))
 
     @staticmethod
-    def _settled(failure: Failure) -> Deferred[None]:
-        d: Deferred[None] = Deferred()
-        if failure.check(ConnectionDone):
-            d.callback(None)
-        else:
-            d.errback(failure)
-        return d
-
-    @staticmethod
     def _openFailure(failure: Failure) -> Failure:
         if failure.check(ConnectionDone):
             return Failure(AMQPConnectionLost(failure))
         return failure
 
     def _fireEnded(self, failure: Failure) -> None:
-        openWaiters, self._openWaiters = self._openWaiters, []
-        for d in openWaiters:
-            d.errback(self._openFailure(failure))
-        closeWaiters, self._closeWaiters = self._closeWaiters, []
-        for c in closeWaiters:
-            if failure.check(ConnectionDone):
-                c.callback(None)
-            else:
-                c.errback(failure)
+        self._openWaiters.fire(self._openFailure(failure))
+        self._closeWaiters.fire(None if failure.check(ConnectionDone) else failure)
 
 
 def _answerBegin(protocol: AMQPProtocol, event: Event) -> None:

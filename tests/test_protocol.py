@@ -226,8 +226,8 @@ class OpenCloseTests(SynchronousTestCase):
         closed.cancel()
         self.failureResultOf(opened, CancelledError)
         self.failureResultOf(closed, CancelledError)
-        self.assertEqual(protocol._openWaiters, [])
-        self.assertEqual(protocol._closeWaiters, [])
+        self.assertEqual(protocol._openWaiters._waiting, [])
+        self.assertEqual(protocol._closeWaiters._waiting, [])
 
 
 class GarbageTests(SynchronousTestCase):
