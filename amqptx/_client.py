@@ -525,6 +525,7 @@ class AMQPConnection(AMQPProtocol):
         dynamic: bool = False,
         name: str | None = None,
         autoAccept: bool = False,
+        presettled: bool = False,
     ) -> Deferred[Receiver]:
         """
         Attach a new receiving link.
@@ -537,6 +538,9 @@ class AMQPConnection(AMQPProtocol):
         @param name: the link name, or L{None} for a generated one.
         @param autoAccept: accept every message as it is handed out by
             L{Receiver.get}, instead of leaving the outcome to the caller.
+        @param presettled: ask the peer to send every message pre-settled (at
+            most once: a message is lost if this side fails before handling
+            it).
         @return: a Deferred that fires with the L{Receiver} once attached, or
             fails with L{LinkDetached} (the peer refused), L{SessionEnded} or
             the connection's failure.
@@ -548,6 +552,8 @@ class AMQPConnection(AMQPProtocol):
             link.source.dynamic = True
         else:
             link.source.address = address  # type: ignore[assignment]
+        if presettled:
+            link.snd_settle_mode = proton.Link.SND_SETTLED
         receiver = Receiver(self, link, credit, autoAccept)
         self._links[link.name] = receiver
         link.open()

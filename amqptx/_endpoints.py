@@ -19,6 +19,7 @@ from twisted.internet.error import ConnectingCancelledError, TimeoutError
 from twisted.internet.interfaces import (
     IAddress,
     IListeningPort,
+    ILoggingContext,
     IOpenSSLClientConnectionCreator,
     IOpenSSLContextFactory,
     IOpenSSLServerConnectionCreator,
@@ -47,7 +48,7 @@ _ServerTLS = IOpenSSLServerConnectionCreator | IOpenSSLContextFactory
 DEFAULT_TIMEOUT = 30.0
 
 
-@implementer(IProtocolFactory)
+@implementer(IProtocolFactory, ILoggingContext)
 class _ConfiguringFactory:
     """
     Wraps the application's factory: every protocol it builds must be an
@@ -344,6 +345,11 @@ class AMQPClientEndpoint:
         """
         if isinstance(url, str):
             url = parseURL(url)
+        if url.path:
+            raise ValueError(
+                f"an endpoint has no address path ({url.path!r} in {url}); "
+                "give the address to the sender or receiver"
+            )
         if url.user is not None:
             options.setdefault("user", url.user)
         if url.password is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from uuid import uuid4
 
 from proton import Collector, Connection, Delivery, Event, Message, Transport
 
@@ -41,7 +42,7 @@ class ConnectionSettings:
         (PLAIN) may be used; amqptx sets it only over TLS or when the user
         explicitly allowed cleartext passwords.
     @ivar containerId: the Open frame's C{container-id}, or L{None} for a
-        generated one.
+        generated one (C{amqptx-} and a random UUID).
     @ivar idleTimeout: the local idle timeout in seconds advertised in the
         Open frame (the peer sends heartbeats at half of it), or L{None} for
         none.
@@ -95,8 +96,7 @@ class Engine:
         @param settings: what this side says and requires.
         """
         connection, transport = self.connection, self.transport
-        if settings.containerId is not None:
-            connection.container = settings.containerId
+        connection.container = settings.containerId or f"amqptx-{uuid4()}"
         if settings.hostname is not None:
             connection.hostname = settings.hostname
         if settings.properties:

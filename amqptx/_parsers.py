@@ -153,9 +153,9 @@ def _hostPort(prefix: str, args: tuple[str, ...]) -> AMQPURL | None:
     Read the positional arguments: C{HOST:PORT}, C{[IPv6]:PORT} or the URL
     form C{//user:password@host:port}.
     """
-    if not args:
-        return None
     joined = ":".join(args)
+    if not joined:
+        return None
     if joined.startswith("//"):
         return parseURL(f"{prefix}:{joined}")
     return parseURL(f"{prefix}://{joined}")
@@ -166,6 +166,13 @@ def _parseClient(
 ) -> IStreamClientEndpoint:
     from ._endpoints import AMQPClientEndpoint
 
+    if args and args[0].startswith("//") and any("@" in v for v in options.values()):
+        # Twisted split the URL's user information at an "=": don't quote it,
+        # it is likely part of a password.
+        raise ValueError(
+            f"{prefix}: the user information of the URL holds an '='; "
+            "percent-encode it as %3D (and '\\' as %5C)"
+        )
     _checkOptions(prefix, options, _CLIENT_OPTIONS, _CLIENT_TLS_OPTIONS)
     url = _hostPort(prefix, args)
     host, port = options.get("host"), options.get("port")

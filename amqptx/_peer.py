@@ -95,9 +95,11 @@ class TestPeer(AMQPProtocol):
         queue = self._queues[address]
         for link in self._senders[address]:
             while queue and link.credit > 0 and not link.state & Endpoint.LOCAL_CLOSED:
-                link.delivery(str(next(self._tags)))
+                delivery = link.delivery(str(next(self._tags)))
                 link.send(queue.popleft().encode())
                 link.advance()
+                if link.snd_settle_mode == link.SND_SETTLED:
+                    delivery.settle()
 
     def on_link_remote_open(self, event: Event) -> None:
         """
@@ -117,6 +119,7 @@ class TestPeer(AMQPProtocol):
             return
         link.source.copy(link.remote_source)
         link.target.copy(link.remote_target)
+        link.snd_settle_mode = link.remote_snd_settle_mode
         if link.is_sender and link.remote_source.dynamic:
             link.source.address = f"dynamic-{next(self._dynamic)}"
         link.open()

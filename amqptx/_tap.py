@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
+from twisted.application import strports
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -69,6 +70,24 @@ class Options(usage.Options):
         self["endpoints"] = endpoints
 
 
+class _ListeningService(MultiService):
+    """
+    The server's listening services; a port that cannot be opened stops
+    C{twistd} with a one-line message instead of a traceback.
+    """
+
+    def privilegedStartService(self) -> None:
+        """
+        Open every port.
+
+        @raise SystemExit: when one cannot be opened.
+        """
+        try:
+            super().privilegedStartService()  # type: ignore[no-untyped-call]
+        except CannotListenError as e:
+            raise SystemExit(f"amqp-listen: {e}") from None
+
+
 def makeService(options: dict[str, Any]) -> IService:
     """
     Make the server's service: one listening service per endpoint, serving
@@ -83,9 +102,8 @@ def makeService(options: dict[str, Any]) -> IService:
         "no authentication is configured; listening on {endpoints}",
         endpoints=", ".join(options["listen"]),
     )
-    service = MultiService()
-    for endpoint in options["endpoints"]:
-        StreamServerEndpointService(endpoint, broker.factory()).setServiceParent(
-            service
-        )
+    service = _ListeningService()  # type: ignore[no-untyped-call]
+    for description in options["listen"]:
+        # strports makes a port that cannot be opened stop twistd at start.
+        strports.service(description, broker.factory()).setServiceParent(service)
     return service

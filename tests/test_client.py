@@ -373,6 +373,20 @@ class ReceiveTests(_Connected):
         self.pump.flush()
         self.assertEqual(self.peer.sentOutcomes, [Disposition.ACCEPTED])
 
+    def test_presettled(self) -> None:
+        """
+        A receiver that asks for pre-settled messages gets them settled: no
+        outcome goes back to the peer.
+        """
+        receiver = self.receiver("in", presettled=True)
+        self.peer.offer("in", Message(body=1))
+        self.pump.flush()
+        received = self.get(receiver)
+        self.assertTrue(received.settled)
+        received.accept()
+        self.pump.flush()
+        self.assertEqual(self.peer.sentOutcomes, [])
+
     def test_dynamic(self) -> None:
         """
         A dynamic receiver learns the address the peer made for it.

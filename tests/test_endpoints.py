@@ -1593,3 +1593,36 @@ class ConnectFunctionTests(SynchronousTestCase):
             ValueError, amqptx.connect, self.reactor, "amqp://u:p@h"
         )
         self.assertIn("allowInsecurePlain", str(error))
+
+    def test_urlWithPath(self) -> None:
+        """
+        A URL with a path is refused, as in an endpoint string: an endpoint
+        has no address.
+        """
+        error = self.assertRaises(
+            ValueError, amqptx.connect, self.reactor, "amqp://h:5672/queue"
+        )
+        self.assertIn("queue", str(error))
+
+
+class URLFormSecretTests(SynchronousTestCase):
+    """
+    Errors about the URL form of an endpoint string do not quote passwords.
+    """
+
+    def test_equalsInPassword(self) -> None:
+        """
+        An unencoded C{=} in the password (Twisted splits the string there)
+        gives a L{ValueError} that tells to percent-encode it and quotes no
+        part of the password.
+        """
+        error = self.assertRaises(
+            ValueError,
+            clientFromString,
+            MemoryReactorClock(),
+            "amqps://user:se=cret@host:5671",
+        )
+        self.assertIn("%3D", str(error))
+        for secret in ("se", "cret@host"):
+            self.assertNotIn(repr(secret), str(error))
+        self.assertNotIn("cret", str(error))

@@ -121,6 +121,15 @@ class EngineTests(SynchronousTestCase):
             else:
                 self.assertEqual(deadline, 0.0)
 
+    def test_containerIdGenerated(self) -> None:
+        """
+        Without a container id, each engine makes a unique one.
+        """
+        first = Engine(ConnectionSettings()).connection.container
+        second = Engine(ConnectionSettings()).connection.container
+        self.assertTrue(first.startswith("amqptx-"), first)
+        self.assertNotEqual(first, second)
+
     def test_settingsReachTheWire(self) -> None:
         """
         Container id, hostname, properties and maximum frame size are sent in

@@ -414,18 +414,27 @@ class HandlerTests(SynchronousTestCase):
 
     def test_inputInPieces(self) -> None:
         """
-        Bytes arriving one at a time are handled like one read.
+        Bytes arriving one at a time, both ways, are handled like whole
+        reads: the connection opens.
         """
         clock = Clock()
         server = TestPeer()
         server.configure(ConnectionSettings(role="server"), clock)
-        server.makeConnection(StringTransport())
+        serverTransport = StringTransport()
+        server.makeConnection(serverTransport)
         client = AMQPConnection()
         client.configure(ConnectionSettings(mechanisms=("ANONYMOUS",)), clock)
         clientTransport = StringTransport()
         client.makeConnection(clientTransport)
-        for byte in clientTransport.value():
-            server.dataReceived(bytes([byte]))
+        while clientTransport.value() or serverTransport.value():
+            toServer, toClient = clientTransport.value(), serverTransport.value()
+            clientTransport.clear()
+            serverTransport.clear()
+            for byte in toServer:
+                server.dataReceived(bytes([byte]))
+            for byte in toClient:
+                client.dataReceived(bytes([byte]))
+        self.assertTrue(client.opened)
         self.assertEqual(
             server.connection.remote_container, client.connection.container
         )

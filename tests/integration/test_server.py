@@ -410,3 +410,23 @@ class TwistdTests(TestCase):
             ),
             errors[0],
         )
+
+    async def test_portInUse(self) -> None:
+        """
+        A port that cannot be opened stops C{twistd} at start with a non-zero
+        status and a one-line message naming the port, without a traceback.
+        """
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        twistd = self.spawnTwistd("--listen", f"amqp:{port}:interface=127.0.0.1")
+        ended = await twistd.ended
+        output = twistd.output()
+        assert isinstance(ended, ProcessTerminated), output
+        self.assertNotEqual(ended.exitCode, 0, output)
+        self.assertNotIn("Traceback", output)
+        errors = [line for line in output.splitlines() if "Couldn't listen" in line]
+        self.assertEqual(len(errors), 1, output)
+        self.assertIn(str(port), errors[0])
