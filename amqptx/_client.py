@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
 __all__ = ["AMQPConnection", "Outcome", "ReceivedMessage", "Receiver", "Sender"]
 
-_T = TypeVar("_T")
-
 
 class Outcome(Enum):
     """
