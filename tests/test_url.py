@@ -10,7 +10,7 @@ import ipaddress
 import string
 from urllib.parse import quote
 
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -653,8 +653,14 @@ class PasswordMaskingTests(SynchronousTestCase):
         message includes no part of the password.
         """
         text = template.format(password)
-        message = str(self.assertRaises(ValueError, parseURL, text))
-        self.assertNotIn("ZQ", message)
+        try:
+            parseURL(text)
+        except ValueError as e:
+            self.assertNotIn("ZQ", str(e))
+        else:
+            # The password's own "@" and "/" made another, valid URL of it
+            # (amqp://user:ZQ@a:5672/%40@host:99999 has the path "@@host...").
+            assume(False)
 
 
 class AMQPURLTests(SynchronousTestCase):
