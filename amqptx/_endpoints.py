@@ -7,8 +7,11 @@ that is open (not merely connected) when their Deferreds fire.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from copy import copy
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from twisted.cred.checkers import AllowAnonymousAccess
 from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
@@ -36,6 +39,7 @@ from zope.interface import implementer
 
 from ._engine import ConnectionSettings
 from ._interfaces import IAMQPProtocol
+from ._sasl import SASLConfig
 from ._url import AMQPURL, parseURL
 
 if TYPE_CHECKING:
@@ -427,7 +431,7 @@ class AMQPServerEndpoint:
         containerId: str | None = None,
         idleTimeout: float | None = None,
         maxFrameSize: int | None = None,
-        mechanisms: Sequence[str] = ("ANONYMOUS",),
+        sasl: SASLConfig | None = None,
     ) -> None:
         """
         @param reactor: the reactor.
@@ -442,7 +446,9 @@ class AMQPServerEndpoint:
         @param containerId: this server's container id.
         @param idleTimeout: the idle timeout to advertise, in seconds.
         @param maxFrameSize: the largest frame to accept.
-        @param mechanisms: the SASL mechanisms to offer.
+        @param sasl: how clients authenticate (amqptx performs SASL itself
+            and checks credentials through C{twisted.cred}); by default
+            ANONYMOUS only, everyone allowed in.
         @raise ValueError: for a bad value.
         """
         if not 0 <= port < 65536:
@@ -459,8 +465,20 @@ class AMQPServerEndpoint:
             containerId=containerId,
             idleTimeout=idleTimeout,
             maxFrameSize=maxFrameSize,
-            mechanisms=tuple(mechanisms),
+            sasl=sasl or SASLConfig(checkers=(AllowAnonymousAccess(),)),
+            tls=tlsOptions is not None,
         )
+
+    def withSASL(self, sasl: SASLConfig) -> AMQPServerEndpoint:
+        """
+        Make the same endpoint with another authentication.
+
+        @param sasl: how clients authenticate.
+        @return: a new endpoint.
+        """
+        endpoint = copy(self)
+        endpoint.settings = replace(self.settings, sasl=sasl)
+        return endpoint
 
     def __repr__(self) -> str:
         scheme = "amqps" if self._tlsOptions is not None else "amqp"

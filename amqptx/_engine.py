@@ -12,10 +12,13 @@ Twisted: the Twisted protocol in L{amqptx._protocol} is a thin pump around it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import uuid4
 
 from proton import Collector, Connection, Delivery, Event, Message, Transport
+
+if TYPE_CHECKING:
+    from ._sasl import SASLConfig
 
 __all__ = ["ConnectionSettings", "DeliveryReader", "Engine", "Role", "decodeMessage"]
 
@@ -49,6 +52,12 @@ class ConnectionSettings:
     @ivar maxFrameSize: the largest frame this side accepts, or L{None} for
         proton's default.
     @ivar properties: the Open frame's C{properties} map.
+    @ivar sasl: (server) how amqptx authenticates clients before proton sees
+        a byte (see L{amqptx._sasl.SASLGate}), or L{None} to leave SASL to
+        proton (ANONYMOUS only).  When set, proton's transport gets no SASL
+        layer at all.
+    @ivar tls: (server) whether the connection runs over TLS, which decides
+        whether PLAIN and EXTERNAL are offered.
     """
 
     role: Role = "client"
@@ -61,6 +70,8 @@ class ConnectionSettings:
     idleTimeout: float | None = None
     maxFrameSize: int | None = None
     properties: dict[str, object] | None = field(default=None, hash=False)
+    sasl: SASLConfig | None = None
+    tls: bool = False
 
 
 class Engine:
@@ -105,6 +116,12 @@ class Engine:
             transport.idle_timeout = settings.idleTimeout
         if settings.maxFrameSize:
             transport.max_frame_size = settings.maxFrameSize
+        if settings.role == "server" and settings.sasl is not None:
+            # amqptx's SASLGate did SASL: proton must take the plain AMQP
+            # header that follows.  No transport.sasl() here, and no
+            # authentication required (proton's default, made explicit).
+            transport.require_auth(False)
+            return
         sasl = transport.sasl()
         if settings.mechanisms is not None:
             sasl.allowed_mechs(" ".join(settings.mechanisms))

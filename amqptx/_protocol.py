@@ -31,6 +31,7 @@ from ._errors import (
     TLSError,
 )
 from ._interfaces import IAMQPProtocol
+from ._sasl import AvatarId, SASLGate
 
 if TYPE_CHECKING:
     from proton import Connection, Delivery, Handler, Link, Session
@@ -162,6 +163,10 @@ class AMQPProtocol(Protocol):
     @ivar engine: the sans-I/O engine, once the connection is made.
     @ivar reader: reads incoming messages as their pieces arrive.
     @ivar opened: whether both sides have sent their Open.
+    @ivar sasl: a server's SASL gate while amqptx authenticates the client
+        (see L{ConnectionSettings.sasl}), else L{None}.
+    @ivar avatarId: the client's avatar id once a server authenticated it
+        with amqptx's SASL, else L{None}.
     """
 
     _log = Logger()
@@ -184,6 +189,8 @@ class AMQPProtocol(Protocol):
         self._flushing = False
         self._again = False
         self._disconnecting = False
+        self.sasl: SASLGate | None = None
+        self.avatarId: AvatarId | None = None
 
     # --- configuration -------------------------------------------------------
 
@@ -215,10 +222,40 @@ class AMQPProtocol(Protocol):
         """
         if self.clock is None:
             self.clock = _defaultClock()
+        settings = self.settings
+        if settings.role == "server" and settings.sasl is not None:
+            assert self.transport is not None
+            self.sasl = SASLGate(
+                settings.sasl,
+                self.transport,
+                self.clock,
+                tls=settings.tls,
+                authenticated=self._authenticated,
+                failed=self._saslFailed,
+            )
+            self.sasl.start()
+            return
+        self._startEngine(b"")
+
+    def _startEngine(self, data: bytes) -> None:
+        """
+        Start proton: a client sends its header and Open; a server reads
+        C{data}, what followed amqptx's SASL exchange.
+        """
         self.engine = Engine(self.settings)
         if self.settings.role == "client":
             self.engine.connection.open()
+        if data:
+            self.engine.feed(data)
         self.flush()
+
+    def _authenticated(self, avatarId: AvatarId, remainder: bytes) -> None:
+        self.sasl = None
+        self.avatarId = avatarId
+        self._startEngine(remainder)
+
+    def _saslFailed(self, reason: str) -> None:
+        self._error = AuthenticationFailed(_UNAUTHORIZED, reason)
 
     def dataReceived(self, data: bytes) -> None:
         """
@@ -226,6 +263,9 @@ class AMQPProtocol(Protocol):
 
         @param data: bytes read from the transport.
         """
+        if self.sasl is not None:
+            self.sasl.dataReceived(data)
+            return
         engine = self.engine
         if engine is None or self._ended is not None:
             return
@@ -242,6 +282,9 @@ class AMQPProtocol(Protocol):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        if self.sasl is not None:
+            self.sasl.connectionLost()
+            self.sasl = None
         failure = self._endReason(reason)
         self._ended = failure
         engine = self.engine

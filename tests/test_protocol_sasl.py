@@ -1,0 +1,177 @@
+# -*- test-case-name: tests.test_protocol_sasl -*-
+"""
+L{AMQPProtocol} as a server doing amqptx's own SASL (checked through
+C{twisted.cred}), against amqptx's client protocol, in memory.
+"""
+
+from __future__ import annotations
+
+from twisted.cred.checkers import (
+    ANONYMOUS,
+    AllowAnonymousAccess,
+    InMemoryUsernamePasswordDatabaseDontUse,
+)
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from amqptx import AMQPConnection, AuthenticationFailed, ConnectionSettings
+from amqptx._sasl import SASLConfig
+from amqptx.testing import TestPeer, connectPair
+
+_USERS = InMemoryUsernamePasswordDatabaseDontUse(user=b"secret")
+
+
+def _server(**kw: object) -> ConnectionSettings:
+    return ConnectionSettings(role="server", sasl=SASLConfig(**kw))  # type: ignore[arg-type]
+
+
+def _client(password: str = "secret") -> ConnectionSettings:
+    return ConnectionSettings(
+        mechanisms=("PLAIN",),
+        user="user",
+        password=password,
+        allowInsecureMechanisms=True,
+    )
+
+
+class ServerSASLTests(SynchronousTestCase):
+    """
+    The server protocol authenticates with L{amqptx._sasl.SASLGate}.
+    """
+
+    def test_plain(self) -> None:
+        """
+        PLAIN over cleartext (allowed): both sides open; the server knows the
+        avatar id.
+        """
+        clock = Clock()
+        client, server = AMQPConnection(), TestPeer()
+        opened = client.whenOpened()
+        connectPair(
+            server,
+            client,
+            clock,
+            _server(checkers=(_USERS,), allowInsecure=True),
+            _client(),
+        ).flush()
+        self.successResultOf(opened)
+        self.assertTrue(server.opened)
+        self.assertEqual(server.avatarId, b"user")
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_wrongPassword(self) -> None:
+        """
+        A wrong password: after the failure delay the client fails with
+        L{AuthenticationFailed}, and so does the server's C{whenClosed}.
+        """
+        clock = Clock()
+        client, server = AMQPConnection(), TestPeer()
+        opened = client.whenOpened()
+        closed = server.whenClosed()
+        pump = connectPair(
+            server,
+            client,
+            clock,
+            _server(checkers=(_USERS,), allowInsecure=True),
+            _client("wrong"),
+        )
+        pump.flush()
+        self.assertNoResult(opened)
+        clock.advance(1.0)
+        pump.flush()
+        self.failureResultOf(opened, AuthenticationFailed)
+        self.failureResultOf(closed, AuthenticationFailed)
+
+    def test_anonymousDefault(self) -> None:
+        """
+        The default amqptx client (ANONYMOUS) against an anonymous server.
+        """
+        clock = Clock()
+        client, server = AMQPConnection(), TestPeer()
+        opened = client.whenOpened()
+        connectPair(
+            server, client, clock, _server(checkers=(AllowAnonymousAccess(),))
+        ).flush()
+        self.successResultOf(opened)
+        self.assertEqual(server.avatarId, ANONYMOUS)
+
+    def test_timeout(self) -> None:
+        """
+        The handshake timeout runs on the protocol's clock.
+        """
+        clock = Clock()
+        server = TestPeer()
+        from twisted.internet.testing import StringTransport
+
+        server.configure(_server(checkers=(_USERS,), timeout=5.0), clock)
+        transport = StringTransport()
+        server.makeConnection(transport)
+        clock.advance(5.0)
+        self.assertTrue(transport.disconnecting)
+
+
+class ServerSASLOverTLSTests(SynchronousTestCase):
+    """
+    EXTERNAL with a client certificate, through real TLS in memory.
+    """
+
+    def test_external(self) -> None:
+        """
+        The server reads the verified client certificate from Twisted's TLS
+        transport and lets the client in with EXTERNAL.
+        """
+        import dataclasses
+
+        from OpenSSL import crypto
+        from twisted.internet.endpoints import clientFromString
+        from twisted.internet.protocol import Factory
+        from twisted.internet.ssl import Certificate, CertificateOptions
+        from twisted.internet.testing import MemoryReactorClock
+        from twisted.python.filepath import FilePath
+
+        from amqptx._endpoints import AMQPServerEndpoint
+        from amqptx._sasl import ExternalChecker
+        from amqptx.testing import completeConnection
+        from tests._certs import sharedPKI
+
+        pki = sharedPKI()
+        reactor = MemoryReactorClock()
+
+        def load(path: str) -> bytes:
+            return FilePath(path).getContent()
+
+        options = CertificateOptions(
+            privateKey=crypto.load_privatekey(crypto.FILETYPE_PEM, load(pki.serverKey)),
+            certificate=crypto.load_certificate(
+                crypto.FILETYPE_PEM, load(pki.serverCert)
+            ),
+            verify=True,
+            caCerts=[Certificate.loadPEM(load(pki.caCert)).original],
+            requireCertificate=True,
+        )
+        endpoint = AMQPServerEndpoint(reactor, 5671, tlsOptions=options)
+        endpoint.settings = dataclasses.replace(
+            endpoint.settings, sasl=SASLConfig(checkers=(ExternalChecker(),)), tls=True
+        )
+        servers: list[TestPeer] = []
+
+        def build() -> TestPeer:
+            peer = TestPeer()
+            servers.append(peer)
+            return peer
+
+        endpoint.listen(Factory.forProtocol(build))
+        client = clientFromString(
+            reactor,
+            f"amqps:localhost:5671:trustRoots={pki.caCert}"
+            f":certificate={pki.clientCert}:privateKey={pki.clientKey}",
+        )
+        d = client.connect(Factory.forProtocol(AMQPConnection))
+        pump = completeConnection(reactor)
+        pump.flush()
+        self.successResultOf(d)
+        [server] = servers
+        self.assertEqual(server.avatarId, b"CN=client,O=amqptx tests")
+        self.assertEqual(server.sasl, None)
+        pump.clientIO.abortConnection()
+        pump.flush()
