@@ -469,15 +469,33 @@ class AMQPServerEndpoint:
             tls=tlsOptions is not None,
         )
 
-    def withSASL(self, sasl: SASLConfig) -> AMQPServerEndpoint:
+    def withDefaults(
+        self,
+        sasl: SASLConfig,
+        idleTimeout: float | None = None,
+        containerId: str | None = None,
+        maxFrameSize: int | None = None,
+    ) -> AMQPServerEndpoint:
         """
-        Make the same endpoint with another authentication.
+        Make the same endpoint with another authentication, and these
+        settings where the endpoint has none of its own (C{twistd
+        amqp-listen}'s options, say, under those of each C{--listen}).
 
         @param sasl: how clients authenticate.
+        @param idleTimeout: the idle timeout, in seconds.
+        @param containerId: the server's container id.
+        @param maxFrameSize: the largest frame to accept.
         @return: a new endpoint.
         """
+        settings = self.settings
         endpoint = copy(self)
-        endpoint.settings = replace(self.settings, sasl=sasl)
+        endpoint.settings = replace(
+            settings,
+            sasl=sasl,
+            idleTimeout=settings.idleTimeout or idleTimeout,
+            containerId=settings.containerId or containerId,
+            maxFrameSize=settings.maxFrameSize or maxFrameSize,
+        )
         return endpoint
 
     def __repr__(self) -> str:

@@ -45,6 +45,31 @@ class IAMQPProtocol(IProtocol):
         @return: a new Deferred for each call.
         """
 
+    def whenClosed() -> Deferred[None]:
+        """
+        Get a Deferred that fires when the connection has ended.
+
+        @return: a new Deferred for each call, firing with L{None} after a
+            clean close, or failing with why the connection ended.
+        """
+
+    def close(condition: str | None, description: str | None) -> Deferred[None]:
+        """
+        Close the connection, with an error condition or without.
+
+        @param condition: an error condition name, or L{None}.
+        @param description: the condition's description.
+        @return: see L{whenClosed}.
+        """
+
+    def refuse(condition: str, description: str) -> None:
+        """
+        Make a server refuse the client's Open with this error condition.
+
+        @param condition: the error condition's name.
+        @param description: its description.
+        """
+
 
 class IProtonHandler(Interface):
     """

@@ -57,7 +57,7 @@ _CLIENT_TLS_OPTIONS = frozenset(["trustRoots", "certificate", "privateKey", "sni
 _SERVER_OPTIONS = frozenset(
     ["port", "interface", "backlog", "containerId", "idleTimeout", "maxFrameSize"]
 )
-_SERVER_TLS_OPTIONS = frozenset(["privateKey", "certKey", "extraCertChain"])
+_SERVER_TLS_OPTIONS = frozenset(["privateKey", "certKey", "extraCertChain", "caCerts"])
 
 
 def _checkOptions(
@@ -273,12 +273,22 @@ def _parseServer(
         from twisted.internet.ssl import CertificateOptions
 
         chain = options.get("extraCertChain")
+        caCerts = options.get("caCerts")
         tlsOptions = CertificateOptions(
             privateKey=certificate.privateKey.original,
             certificate=certificate.original,
             extraCertChain=(
                 [c.original for c in _certificates("extraCertChain", chain)]
                 if chain
+                else None
+            ),
+            # With caCerts, clients must present a certificate it signed
+            # (their identity for SASL EXTERNAL).
+            verify=caCerts is not None,
+            requireCertificate=caCerts is not None,
+            caCerts=(
+                [c.original for c in _certificates("caCerts", caCerts)]
+                if caCerts
                 else None
             ),
         )
@@ -342,7 +352,9 @@ class AMQPServerParser:
     Forms: C{amqp:5672}, C{amqp:port=5672:interface=0.0.0.0},
     C{amqp:5672:interface=\\:\\:} (IPv6), C{amqps:5671:privateKey=key.pem:
     certKey=cert.pem}; options C{backlog}, C{containerId}, C{idleTimeout},
-    C{maxFrameSize}, and with C{amqps:} C{extraCertChain}.
+    C{maxFrameSize}, and with C{amqps:} C{extraCertChain} and C{caCerts} (a
+    PEM file of the authorities whose client certificates are required and
+    accepted, for SASL EXTERNAL).
 
     @ivar prefix: C{"amqp"} or C{"amqps"}.
     """

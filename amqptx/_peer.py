@@ -36,7 +36,7 @@ class TestPeer(AMQPProtocol):
         L{None} to leave the message unsettled.  Rejections carry the
         condition C{amqp:precondition-failed}; modifications have
         I{delivery-failed} set.
-    @ivar refuse: maps addresses to C{(condition, description)}: a link to
+    @ivar refuseLinks: maps addresses to C{(condition, description)}: a link to
         such an address is refused (attached with no terminus, then detached
         with that condition).
     @ivar credit: the credit window given to every incoming sending link.
@@ -63,7 +63,7 @@ class TestPeer(AMQPProtocol):
         self.settings = settings or ConnectionSettings(role="server")
         self.outcome = outcome
         self.credit = credit
-        self.refuse: dict[str, tuple[str, str]] = {}
+        self.refuseLinks: dict[str, tuple[str, str]] = {}
         self.received: list[tuple[str | None, Message]] = []
         self.unsettled: list[Delivery] = []
         self.sentOutcomes: list[int] = []
@@ -111,7 +111,7 @@ class TestPeer(AMQPProtocol):
         if link.state & Endpoint.LOCAL_ACTIVE:
             return
         remote = link.remote_source if link.is_sender else link.remote_target
-        refused = self.refuse.get(remote.address or "")
+        refused = self.refuseLinks.get(remote.address or "")
         if refused is not None:
             link.open()
             link.condition = Condition(*refused)

@@ -191,6 +191,7 @@ class AMQPProtocol(Protocol):
         self._disconnecting = False
         self.sasl: SASLGate | None = None
         self.avatarId: AvatarId | None = None
+        self._refusal: tuple[str, str] | None = None
 
     # --- configuration -------------------------------------------------------
 
@@ -368,6 +369,17 @@ class AMQPProtocol(Protocol):
             self.transport.loseConnection()
         return self.whenClosed()
 
+    def refuse(self, condition: str, description: str) -> None:
+        """
+        Make a server answer the client's Open with a Close carrying this
+        error condition, instead of opening the connection.
+
+        @param condition: the error condition's name, such as
+            C{amqp:resource-limit-exceeded}.
+        @param description: its description.
+        """
+        self._refusal = (condition, description)
+
     def flush(self) -> None:
         """
         Run proton: dispatch its events, write its output and re-arm its timer.
@@ -450,6 +462,10 @@ class AMQPProtocol(Protocol):
         """
         connection = self.connection
         state = connection.state
+        if state & Endpoint.LOCAL_UNINIT and self._refusal is not None:
+            connection.condition = Condition(*self._refusal)
+            connection.close()
+            return
         if state & Endpoint.LOCAL_UNINIT:
             connection.open()
             state = connection.state

@@ -5,35 +5,92 @@ C{twistd amqp-listen}: an AMQP 1.0 server with in-memory queues.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
-from twisted.application import strports
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, Service
+from twisted.cred.checkers import (
+    AllowAnonymousAccess,
+    ICredentialsChecker,
+    InMemoryUsernamePasswordDatabaseDontUse,
+)
+from twisted.cred.credentials import IAnonymous, IUsernamePassword
+from twisted.cred.strcred import AuthOptionMixin
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import (
+    IAddress,
+    IListeningPort,
+    IProtocol,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamServerEndpoint,
+)
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from ._endpoints import AMQPServerEndpoint
+from ._interfaces import IAMQPProtocol
+from ._sasl import ExternalChecker, SASLConfig
 from .broker import Broker
 
-__all__ = ["Options", "makeService"]
+__all__ = ["AMQPServerService", "Options", "makeService"]
 
 _log = Logger()
+_T = TypeVar("_T")
 
 DEFAULT_LISTEN = "amqp:5672:interface=127.0.0.1"
 
 
-class Options(usage.Options):
+def _positive(name: str, value: str, integer: bool = False) -> float:
+    try:
+        number = int(value) if integer else float(value)
+    except ValueError:
+        raise usage.UsageError(f"--{name} {value!r}: not a number") from None
+    if not number > 0:
+        raise usage.UsageError(f"--{name} {value!r}: must be positive")
+    return number
+
+
+class Options(usage.Options, AuthOptionMixin):
     """
     Command-line options of C{twistd amqp-listen}.
     """
 
-    synopsis = "[--listen ENDPOINT ...]"
+    synopsis = "[--listen ENDPOINT ...] [--auth CHECKER ...] [options]"
     longdesc = (
         "Runs an AMQP 1.0 server with in-memory queues: any AMQP 1.0 client "
         "can send to an address and receive from it. Without --listen it "
-        f"listens on {DEFAULT_LISTEN} (127.0.0.1, port 5672)."
+        f"listens on {DEFAULT_LISTEN} (127.0.0.1, port 5672). Without --auth "
+        "everyone gets in anonymously; with --auth, clients log in with SASL "
+        "PLAIN (over TLS, or over cleartext with --allow-insecure-plain) or "
+        "EXTERNAL (TLS client certificates, with caCerts= on an amqps: "
+        "endpoint)."
     )
+    supportedInterfaces = (IUsernamePassword, IAnonymous)
+
+    optFlags = [
+        ["allow-anonymous", None, "With --auth, let clients in anonymously too."],
+        [
+            "allow-insecure-plain",
+            None,
+            "Offer SASL PLAIN without TLS (passwords then travel in clear).",
+        ],
+    ]
+    optParameters = [
+        ["idle-timeout", None, "60", "Seconds of silence before a client is dropped."],
+        ["container-id", None, None, "The server's container id."],
+        ["max-frame-size", None, None, "The largest frame accepted, in bytes."],
+        ["max-connections", None, None, "Refuse connections beyond this number."],
+        [
+            "handshake-timeout",
+            None,
+            "30",
+            "Seconds a client has to authenticate and open the connection.",
+        ],
+    ]
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -50,11 +107,18 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         """
-        Default the endpoint, and check every endpoint string now, so that a
-        mistake stops C{twistd} with a one-line message.
+        Check every option now, so that a mistake stops C{twistd} with a
+        one-line message.
         """
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
+        self["idle-timeout"] = _positive("idle-timeout", self["idle-timeout"])
+        self["handshake-timeout"] = _positive(
+            "handshake-timeout", self["handshake-timeout"]
+        )
+        for name in ("max-frame-size", "max-connections"):
+            if self[name] is not None:
+                self[name] = int(_positive(name, self[name], integer=True))
         from twisted.internet import reactor
 
         endpoints = []
@@ -64,46 +128,215 @@ class Options(usage.Options):
                     f"--listen {description!r}: use an amqp: or amqps: endpoint"
                 )
             try:
-                endpoints.append(serverFromString(reactor, description))
+                endpoint = serverFromString(reactor, description)
             except (ValueError, TypeError, KeyError) as e:
                 raise usage.UsageError(f"--listen {description!r}: {e}") from None
+            endpoints.append(endpoint)
         self["endpoints"] = endpoints
 
+    def checkers(self) -> tuple[ICredentialsChecker, ...]:
+        """
+        @return: the credentials checkers: those of C{--auth} (with
+            anonymous access if C{--allow-anonymous}), plus EXTERNAL for
+            verified TLS client certificates; without C{--auth}, anonymous
+            access only.
+        """
+        configured: list[ICredentialsChecker] = [
+            _bytesUsers(checker) for checker in self.get("credCheckers", [])
+        ]
+        if not configured:
+            return (AllowAnonymousAccess(),)
+        if self["allow-anonymous"]:
+            configured.append(AllowAnonymousAccess())
+        return (*configured, ExternalChecker())
 
-class _ListeningService(MultiService):
+
+def _bytesUsers(checker: ICredentialsChecker) -> ICredentialsChecker:
     """
-    The server's listening services; a port that cannot be opened stops
-    C{twistd} with a one-line message instead of a traceback.
+    SASL gives user names and passwords as bytes, as Twisted's file checker
+    expects; its C{memory:} checker holds text: make those bytes too.
     """
+    if isinstance(checker, InMemoryUsernamePasswordDatabaseDontUse):
+        checker.users = {
+            _utf8(name): _utf8(password) for name, password in checker.users.items()
+        }
+    return checker
+
+
+def _utf8(value: str | bytes) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else value
+
+
+@implementer(IProtocolFactory)
+class _TrackingFactory:
+    """
+    Wraps the server's factory: keeps the open connections, and makes those
+    beyond the limit refuse their client.
+    """
+
+    def __init__(self, wrapped: IProtocolFactory, maxConnections: int | None):
+        self._wrapped = wrapped
+        self._max = maxConnections
+        self.live: set[IAMQPProtocol] = set()
+
+    def doStart(self) -> None:
+        self._wrapped.doStart()
+
+    def doStop(self) -> None:
+        self._wrapped.doStop()
+
+    def buildProtocol(self, addr: IAddress) -> IProtocol | None:
+        protocol = self._wrapped.buildProtocol(addr)
+        if protocol is None:
+            return None
+        amqp = IAMQPProtocol(protocol)
+        if self._max is not None and len(self.live) >= self._max:
+            amqp.refuse(
+                "amqp:resource-limit-exceeded",
+                f"the server takes at most {self._max} connections",
+            )
+        self.live.add(amqp)
+        amqp.whenClosed().addBoth(lambda _: self.live.discard(amqp))
+        return protocol
+
+
+class AMQPServerService(Service):
+    """
+    Listens on AMQP server endpoints and serves a protocol factory.
+
+    A port that cannot be opened stops C{twistd} at start with a one-line
+    message.  Stopping closes every connection with
+    C{amqp:connection:forced}, and waits for the clients to answer (at most
+    C{closeTimeout} seconds, then the rest are dropped).
+    """
+
+    def __init__(
+        self,
+        endpoints: Sequence[IStreamServerEndpoint],
+        factory: IProtocolFactory,
+        clock: IReactorTime,
+        maxConnections: int | None = None,
+        closeTimeout: float = 5.0,
+    ) -> None:
+        """
+        @param endpoints: where to listen.
+        @param factory: builds an L{IAMQPProtocol} per connection.
+        @param clock: the clock of the close timeout.
+        @param maxConnections: how many connections at most, or L{None}.
+        @param closeTimeout: seconds to wait for clients to answer the Close
+            when stopping.
+        """
+        self._endpoints = list(endpoints)
+        self._factory = _TrackingFactory(factory, maxConnections)
+        self._clock = clock
+        self._closeTimeout = closeTimeout
+        self.ports: list[IListeningPort] = []
 
     def privilegedStartService(self) -> None:
         """
-        Open every port.
+        Open every port (before twistd drops privileges).
 
         @raise SystemExit: when one cannot be opened.
         """
-        try:
-            super().privilegedStartService()  # type: ignore[no-untyped-call]
-        except CannotListenError as e:
-            raise SystemExit(f"amqp-listen: {e}") from None
+        super().privilegedStartService()  # type: ignore[no-untyped-call]
+        for endpoint in self._endpoints:
+            results: list[object] = []
+            endpoint.listen(self._factory).addBoth(results.append)
+            [result] = results or [Failure(RuntimeError("listening did not end"))]
+            if isinstance(result, Failure):
+                self._stopListening()
+                raise SystemExit(f"amqp-listen: {result.getErrorMessage()}")
+            assert IListeningPort.providedBy(result)
+            self.ports.append(result)
+
+    def startService(self) -> None:
+        """
+        Start; open the ports unless that was done with privileges.
+        """
+        if not self.ports:
+            self.privilegedStartService()
+        super().startService()  # type: ignore[no-untyped-call]
+
+    def stopService(self) -> Deferred[list[object]]:
+        """
+        Stop listening, and close every connection.
+
+        @return: a Deferred that fires once all connections have ended.
+        """
+        super().stopService()  # type: ignore[no-untyped-call]
+        waiting: list[Deferred[object]] = self._stopListening()
+        live = list(self._factory.live)
+        if live:
+            _log.info(
+                "Closing {count} connection(s): the server is stopping",
+                count=len(live),
+            )
+        for protocol in live:
+            closed = protocol.close("amqp:connection:forced", "the server is stopping")
+            waiting.append(closed.addErrback(lambda _: None))
+        timer = self._clock.callLater(self._closeTimeout, self._abortAll, live)
+
+        def done(result: _T) -> _T:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        everything: Deferred[list[object]] = gatherResults(waiting)
+        return everything.addBoth(done)
+
+    def _stopListening(self) -> list[Deferred[object]]:
+        ports, self.ports = self.ports, []
+        return [maybeDeferred(port.stopListening) for port in ports]
+
+    @staticmethod
+    def _abortAll(live: list[IAMQPProtocol]) -> None:
+        for protocol in live:
+            transport = getattr(protocol, "transport", None)
+            if transport is not None:
+                transport.abortConnection()
 
 
 def makeService(options: dict[str, Any]) -> IService:
     """
-    Make the server's service: one listening service per endpoint, serving
-    one set of queues.
+    Make the server's service: every endpoint serving one set of queues, with
+    the authentication the options ask for.
 
     @param options: parsed L{Options}.
     @return: the service.
     """
-    broker = Broker()
+    from twisted.internet import reactor
+
+    sasl = SASLConfig(
+        checkers=options.checkers(),  # type: ignore[attr-defined]
+        allowInsecure=options["allow-insecure-plain"],
+        timeout=options["handshake-timeout"],
+    )
+    endpoints = []
+    for endpoint in options["endpoints"]:
+        assert isinstance(endpoint, AMQPServerEndpoint)
+        endpoints.append(
+            endpoint.withDefaults(
+                sasl=sasl,
+                idleTimeout=options["idle-timeout"],
+                containerId=options["container-id"],
+                maxFrameSize=options["max-frame-size"],
+            )
+        )
+    anonymousOnly = all(
+        isinstance(checker, AllowAnonymousAccess) for checker in sasl.checkers
+    )
     _log.info(
-        "amqp-listen: queues in memory (lost at exit); SASL ANONYMOUS only, "
-        "no authentication is configured; listening on {endpoints}",
+        "amqp-listen: queues in memory (lost at exit); {who}; listening on {endpoints}",
+        who=(
+            "no authentication is configured, so everyone gets in anonymously"
+            if anonymousOnly
+            else f"SASL mechanisms {', '.join(sasl.offer())}"
+        ),
         endpoints=", ".join(options["listen"]),
     )
-    service = _ListeningService()  # type: ignore[no-untyped-call]
-    for description in options["listen"]:
-        # strports makes a port that cannot be opened stop twistd at start.
-        strports.service(description, broker.factory()).setServiceParent(service)
-    return service
+    return AMQPServerService(
+        endpoints,
+        Broker().factory(),
+        reactor,
+        maxConnections=options["max-connections"],
+    )

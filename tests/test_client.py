@@ -210,7 +210,7 @@ class SendTests(_Connected):
         A link the peer refuses fails with L{LinkDetached} and the peer's
         condition, and so do the messages waiting on it.
         """
-        self.peer.refuse["nowhere"] = ("amqp:not-found", "no such node")
+        self.peer.refuseLinks["nowhere"] = ("amqp:not-found", "no such node")
         attached = self.client.sender("nowhere")
         sent = self.client.send("nowhere", Message(body=1))
         self.pump.flush()
@@ -223,11 +223,11 @@ class SendTests(_Connected):
         """
         After a refusal, the next send to the address tries a new link.
         """
-        self.peer.refuse["later"] = ("amqp:not-found", "not yet")
+        self.peer.refuseLinks["later"] = ("amqp:not-found", "not yet")
         first = self.client.send("later", Message(body=1))
         self.pump.flush()
         self.failureResultOf(first, LinkDetached)
-        del self.peer.refuse["later"]
+        del self.peer.refuseLinks["later"]
         d = self.client.send("later", Message(body=2))
         self.pump.flush()
         self.assertIs(self.successResultOf(d), Outcome.ACCEPTED)
@@ -404,7 +404,7 @@ class ReceiveTests(_Connected):
         """
         A refused receiver fails with L{LinkDetached}.
         """
-        self.peer.refuse["secret"] = ("amqp:unauthorized-access", "no")
+        self.peer.refuseLinks["secret"] = ("amqp:unauthorized-access", "no")
         d = self.client.receiver("secret")
         self.pump.flush()
         failure = self.failureResultOf(d, LinkDetached)

@@ -5,13 +5,34 @@ Tests for L{amqptx._tap}: the options and service of C{twistd amqp-listen}.
 
 from __future__ import annotations
 
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService, MultiService
+from proton import Message
+from twisted.cred.checkers import AllowAnonymousAccess
+from twisted.cred.credentials import UsernamePassword
+from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import Factory
+from twisted.internet.testing import MemoryReactorClock, RaisingMemoryReactor
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from amqptx import AMQPServerEndpoint
-from amqptx._tap import DEFAULT_LISTEN, Options, makeService
+from amqptx import (
+    AMQPClientEndpoint,
+    AMQPConnection,
+    AMQPServerEndpoint,
+    ConnectionClosed,
+    OpenRefused,
+    Outcome,
+)
+from amqptx._sasl import ExternalChecker
+from amqptx._tap import DEFAULT_LISTEN, AMQPServerService, Options, makeService
+from amqptx.broker import Broker
+from amqptx.testing import IOPump, completeConnection
+
+
+def _options(*arguments: str) -> Options:
+    options = Options()
+    options.parseOptions(list(arguments))
+    return options
 
 
 class OptionsTests(SynchronousTestCase):
@@ -21,68 +42,201 @@ class OptionsTests(SynchronousTestCase):
 
     def test_default(self) -> None:
         """
-        Without options the server listens on 127.0.0.1:5672.
+        Without options the server listens on 127.0.0.1:5672, lets everyone in
+        anonymously, and advertises an idle timeout of 60 s.
         """
-        options = Options()
-        options.parseOptions([])
+        options = _options()
         self.assertEqual(options["listen"], [DEFAULT_LISTEN])
         [endpoint] = options["endpoints"]
         self.assertIsInstance(endpoint, AMQPServerEndpoint)
         self.assertIn("5672", repr(endpoint))
         self.assertIn("127.0.0.1", repr(endpoint))
+        [checker] = options.checkers()
+        self.assertIsInstance(checker, AllowAnonymousAccess)
+        self.assertEqual(options["idle-timeout"], 60.0)
 
     def test_repeatable(self) -> None:
         """
         C{--listen} can be given several times.
         """
-        options = Options()
-        options.parseOptions(
-            ["--listen", "amqp:5000", "-l", r"amqp:5001:interface=\:\:1"]
-        )
+        options = _options("--listen", "amqp:5000", "-l", r"amqp:5001:interface=\:\:1")
         self.assertEqual(len(options["endpoints"]), 2)
 
     def test_notAMQP(self) -> None:
         """
         An endpoint that is not amqp: or amqps: is a usage error.
         """
-        options = Options()
-        error = self.assertRaises(
-            usage.UsageError, options.parseOptions, ["--listen", "tcp:5000"]
-        )
+        error = self.assertRaises(usage.UsageError, _options, "--listen", "tcp:5000")
         self.assertIn("tcp:5000", str(error))
 
     def test_badEndpoint(self) -> None:
         """
         A malformed endpoint string is a usage error naming the problem.
         """
-        options = Options()
         error = self.assertRaises(
-            usage.UsageError, options.parseOptions, ["--listen", "amqp:notaport"]
+            usage.UsageError, _options, "--listen", "amqp:notaport"
         )
         self.assertIn("notaport", str(error))
         error = self.assertRaises(
-            usage.UsageError,
-            Options().parseOptions,
-            ["--listen", "amqp:5000:colour=red"],
+            usage.UsageError, _options, "--listen", "amqp:5000:colour=red"
         )
         self.assertIn("colour", str(error))
+
+    def test_auth(self) -> None:
+        """
+        With C{--auth}, the configured checker is used (PLAIN), EXTERNAL is
+        added for client certificates, and anonymous access is not allowed.
+        """
+        checkers = _options("--auth", "memory:alice:secret").checkers()
+        self.assertEqual(len(checkers), 2)
+        # SASL hands over bytes, as the file: checker expects.
+        d = checkers[0].requestAvatarId(UsernamePassword(b"alice", b"secret"))
+        self.assertEqual(self.successResultOf(d), b"alice")
+        self.assertIsInstance(checkers[-1], ExternalChecker)
+        self.assertFalse(any(isinstance(c, AllowAnonymousAccess) for c in checkers))
+
+    def test_allowAnonymous(self) -> None:
+        """
+        C{--allow-anonymous} adds anonymous access to C{--auth}.
+        """
+        checkers = _options("--auth", "memory:a:b", "--allow-anonymous").checkers()
+        self.assertTrue(any(isinstance(c, AllowAnonymousAccess) for c in checkers))
+
+    def test_badNumbers(self) -> None:
+        """
+        A number option with a bad value is a usage error naming it.
+        """
+        for option, value in [
+            ("--idle-timeout", "soon"),
+            ("--idle-timeout", "0"),
+            ("--max-connections", "-1"),
+            ("--max-frame-size", "big"),
+            ("--handshake-timeout", "never"),
+        ]:
+            error = self.assertRaises(usage.UsageError, _options, option, value)
+            self.assertIn(option, str(error))
 
 
 class ServiceTests(SynchronousTestCase):
     """
-    The service.
+    L{AMQPServerService}, in memory.
     """
 
-    def test_onePerEndpoint(self) -> None:
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.broker = Broker()
+
+    def service(self, maxConnections: int | None = None) -> AMQPServerService:
+        service = AMQPServerService(
+            [AMQPServerEndpoint(self.reactor, 5672)],
+            self.broker.factory(),
+            self.reactor,
+            maxConnections=maxConnections,
+        )
+        service.startService()
+        return service
+
+    def connect(self) -> tuple[Deferred[AMQPConnection], IOPump]:
+        d = AMQPClientEndpoint(self.reactor, "127.0.0.1", 5672).connect(
+            Factory.forProtocol(AMQPConnection)
+        )
+        pump = completeConnection(self.reactor)
+        return d, pump  # type: ignore[return-value]
+
+    def test_listens(self) -> None:
         """
-        The service listens on every endpoint given.
+        Starting the service listens on every endpoint; clients connect and
+        send.
         """
-        options = Options()
-        options.parseOptions(["--listen", "amqp:5000", "--listen", "amqp:5001"])
+        service = self.service()
+        self.assertEqual(len(service.ports), 1)
+        d, pump = self.connect()
+        connection = self.successResultOf(d)
+        sent = connection.send("q", Message(body=1))
+        pump.flush()
+        self.assertIs(self.successResultOf(sent), Outcome.ACCEPTED)
+
+    def test_cannotListen(self) -> None:
+        """
+        A port that cannot be opened stops the start with L{SystemExit} and a
+        one-line message.
+        """
+        reactor = RaisingMemoryReactor(
+            listenException=CannotListenError("", 5672, OSError("in use"))
+        )
+        service = AMQPServerService(
+            [AMQPServerEndpoint(reactor, 5672)], self.broker.factory(), self.reactor
+        )
+        error = self.assertRaises(SystemExit, service.privilegedStartService)
+        self.assertIn("5672", str(error))
+        self.assertNotIn("\n", str(error))
+
+    def test_maxConnections(self) -> None:
+        """
+        Connections beyond the limit are refused at Open with
+        C{amqp:resource-limit-exceeded}; the others keep working.
+        """
+        self.service(maxConnections=1)
+        first, firstPump = self.connect()
+        second, secondPump = self.connect()
+        failure = self.failureResultOf(second, OpenRefused)
+        self.assertEqual(failure.value.condition, "amqp:resource-limit-exceeded")
+        connection = self.successResultOf(first)
+        sent = connection.send("q", Message(body=1))
+        firstPump.flush()
+        self.successResultOf(sent)
+
+    def test_stopClosesConnections(self) -> None:
+        """
+        Stopping closes every connection with C{amqp:connection:forced}, and
+        fires once they have ended, leaving no timer behind.
+        """
+        service = self.service()
+        d, pump = self.connect()
+        connection = self.successResultOf(d)
+        closed = connection.whenClosed()
+        stopped = service.stopService()
+        pump.flush()
+        failure = self.failureResultOf(closed, ConnectionClosed)
+        self.assertEqual(failure.value.condition, "amqp:connection:forced")
+        self.successResultOf(stopped)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        self.assertEqual(service.ports, [])
+
+    def test_stopTimeout(self) -> None:
+        """
+        A client that does not answer the Close is dropped after the close
+        timeout, and stopping completes.
+        """
+        service = self.service()
+        d, pump = self.connect()
+        self.successResultOf(d)
+        stopped = service.stopService()
+        self.assertNoResult(stopped)
+        self.reactor.advance(5)
+        pump.flush()
+        self.successResultOf(stopped)
+
+    def test_makeService(self) -> None:
+        """
+        L{makeService} serves every endpoint with the options' settings.
+        """
+        options = _options(
+            "--listen",
+            "amqp:5000",
+            "--listen",
+            "amqp:5001:idleTimeout=5",
+            "--idle-timeout",
+            "30",
+            "--container-id",
+            "me",
+        )
         service = makeService(options)
-        self.assertTrue(IService.providedBy(service))
-        assert isinstance(service, MultiService)
-        children = list(service)
-        self.assertEqual(len(children), 2)
-        for child in children:
-            self.assertIsInstance(child, StreamServerEndpointService)
+        assert isinstance(service, AMQPServerService)
+        settings = [
+            endpoint.settings
+            for endpoint in service._endpoints
+            if isinstance(endpoint, AMQPServerEndpoint)
+        ]
+        self.assertEqual([s.idleTimeout for s in settings], [30.0, 5.0])
+        self.assertEqual([s.containerId for s in settings], ["me", "me"])

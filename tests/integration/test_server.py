@@ -56,6 +56,17 @@ def _bodies(count: int) -> list[str]:
     return [f"message-{index}" for index in range(count)]
 
 
+def _trustRoot(caCert: str) -> Any:
+    """
+    @param caCert: a PEM file of one CA certificate.
+    @return: a trust root of that certificate only.
+    """
+    from twisted.internet.ssl import Certificate, trustRootFromCertificates
+
+    with open(caCert, "rb") as f:
+        return trustRootFromCertificates([Certificate.loadPEM(f.read())])
+
+
 def _ignore(reason: Failure) -> None:
     """
     Swallow a failure (of a cleanup that may find the work already done).
@@ -430,3 +441,71 @@ class TwistdTests(TestCase):
         errors = [line for line in output.splitlines() if "Couldn't listen" in line]
         self.assertEqual(len(errors), 1, output)
         self.assertIn(str(port), errors[0])
+
+    async def test_plainAuthentication(self) -> None:
+        """
+        With C{--auth} and C{--allow-insecure-plain}, the proton client logs
+        in with PLAIN over cleartext; a wrong password and no credentials at
+        all are refused.
+        """
+        twistd = self.spawnTwistd(
+            "--listen",
+            "amqp:0:interface=127.0.0.1",
+            "--auth",
+            "memory:alice:secret",
+            "--allow-insecure-plain",
+        )
+        port = await twistd.listening
+        url = f"amqp://127.0.0.1:{port}"
+        good = await spawnProtonClient(
+            _reactor(), url, "aq", send=3, receive=3, user="alice", password="secret"
+        )
+        self.assertEqual(good.exitCode, 0, good.stderr)
+        self.assertEqual(good.bodies, _bodies(3))
+        for user, password in [("alice", "wrong"), (None, None)]:
+            bad = await spawnProtonClient(
+                _reactor(), url, "aq", send=1, user=user, password=password
+            )
+            self.assertNotEqual(bad.exitCode, 0, bad.stderr)
+        self.assertNotIn("wrong", twistd.output())
+
+    async def test_plainOverTLS(self) -> None:
+        """
+        Over C{amqps}, PLAIN is offered without any option; the amqptx client
+        logs in.
+        """
+        pki = sharedPKI()
+        twistd = self.spawnTwistd(
+            "--listen",
+            f"amqps:0:interface=127.0.0.1:privateKey={pki.serverKey}"
+            f":certKey={pki.serverCert}",
+            "--auth",
+            "memory:alice:secret",
+        )
+        port = await twistd.listening
+        connection = await amqptx.connect(
+            _reactor(),
+            f"amqps://alice:secret@localhost:{port}",
+            trustRoot=_trustRoot(pki.caCert),
+        )
+        outcome = await connection.send("tls-auth", Message(body="x"))
+        self.assertIs(outcome, amqptx.Outcome.ACCEPTED)
+        await connection.close()
+
+    async def test_stopClosesConnections(self) -> None:
+        """
+        On C{SIGTERM} the server closes open connections with
+        C{amqp:connection:forced}.
+        """
+        twistd = self.spawnTwistd("--listen", "amqp:0:interface=127.0.0.1")
+        port = await twistd.listening
+        connection = await amqptx.connect(_reactor(), f"amqp://127.0.0.1:{port}")
+        closed = connection.whenClosed()
+        twistd.transport.signalProcess("TERM")  # type: ignore[union-attr]
+        try:
+            await closed
+        except amqptx.ConnectionClosed as e:
+            self.assertEqual(e.condition, "amqp:connection:forced")
+        else:
+            self.fail("the connection closed without a condition")
+        await twistd.ended
