@@ -209,3 +209,20 @@ class PackagingTests(SynchronousTestCase):
         }
         self.assertEqual(found - listed, set())
         self.assertIn("twisted.plugins", listed)
+
+
+class FailoverPluginTests(SynchronousTestCase):
+    """
+    The C{amqp-failover:} parser is a plugin too.
+    """
+
+    def test_found(self) -> None:
+        """
+        C{getPlugins} finds a client parser with the prefix
+        C{amqp-failover}.
+        """
+        prefixes = {
+            parser.prefix
+            for parser in getPlugins(IStreamClientEndpointStringParserWithReactor)
+        }
+        self.assertIn("amqp-failover", prefixes)
