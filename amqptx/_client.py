@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from enum import Enum
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import proton
 from proton import Delivery, Disposition, Endpoint, Event, Message
@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 
 from ._engine import decodeMessage
 from ._errors import (
+    AuthenticationFailed,
     LinkDetached,
     MessageModified,
     MessageRejected,
@@ -60,14 +61,50 @@ class _Link:
     @ivar failure: why the link ended, once it has.
     """
 
-    def __init__(self, connection: AMQPConnection, link: Link) -> None:
+    def __init__(self, connection: AMQPConnection, name: str) -> None:
         self._connection = connection
-        self.link = link
+        self.name = name
         self.attached = False
         self.failure: Failure | None = None
         self._clean = False
         self._attachWaiters = Waiters()
         self._detachWaiters = Waiters()
+        self.link = self._attach(connection)
+
+    def _attach(self, connection: AMQPConnection) -> Link:
+        """
+        Make and open this link's proton link on a connection.
+
+        @param connection: the connection.
+        @return: the proton link.
+        """
+        link = self._makeLink(connection._newSession())
+        connection._links[self.name] = self
+        link.open()
+        return link
+
+    def _makeLink(self, session: Session) -> Link:
+        """
+        @param session: a session.
+        @return: a new proton link of this kind, configured, not yet open.
+        """
+        raise NotImplementedError()
+
+    def _park(self) -> None:
+        """
+        The connection dropped and a new one will come: keep what waits, and
+        forget what belonged to the old link.
+        """
+        self.attached = False
+
+    def _rebind(self, connection: AMQPConnection) -> None:
+        """
+        Attach again, on a new connection, and carry on.
+
+        @param connection: the new connection.
+        """
+        self._connection = connection
+        self.link = self._attach(connection)
 
     def _whenAttached(self: _L) -> Deferred[_L]:
         if self.failure is not None:
@@ -154,17 +191,33 @@ class Sender(_Link):
     def __init__(
         self,
         connection: AMQPConnection,
-        link: proton.Sender,
+        name: str,
         address: str | None,
         presettled: bool,
     ) -> None:
-        super().__init__(connection, link)
         self.address = address
-        self._sender = link
         self._presettled = presettled
         self._waiting: deque[tuple[bytes, Deferred[Outcome]]] = deque()
-        self._unsettled: dict[str, Deferred[Outcome]] = {}
+        self._unsettled: dict[str, tuple[bytes, Deferred[Outcome]]] = {}
         self._tags = itertools.count()
+        super().__init__(connection, name)
+
+    def _makeLink(self, session: Session) -> Link:
+        link = session.sender(self.name)
+        link.target.address = self.address  # type: ignore[assignment]
+        if self._presettled:
+            link.snd_settle_mode = proton.Link.SND_SETTLED
+        return link
+
+    def _park(self) -> None:
+        """
+        Keep the messages that wait for their outcome, to send them again
+        first on the next connection (at least once: the peer may have them
+        already).
+        """
+        super()._park()
+        self._waiting.extendleft(reversed(list(self._unsettled.values())))
+        self._unsettled.clear()
 
     def whenAttached(self) -> Deferred[Sender]:
         """
@@ -202,7 +255,7 @@ class Sender(_Link):
             if item[1] is d:
                 self._waiting.remove(item)
                 return
-        for tag, waiting in self._unsettled.items():
+        for tag, (_, waiting) in self._unsettled.items():
             if waiting is d:
                 del self._unsettled[tag]
                 return
@@ -211,7 +264,7 @@ class Sender(_Link):
         return self.address is not None and self.link.remote_target.address is None
 
     def _transmit(self) -> None:
-        link = self._sender
+        link = self.link
         waiting = self._waiting
         if not self.attached:
             return
@@ -225,7 +278,7 @@ class Sender(_Link):
                 delivery.settle()
                 d.callback(Outcome.SETTLED)
             else:
-                self._unsettled[tag] = d
+                self._unsettled[tag] = (data, d)
 
     def _remoteOpened(self) -> None:
         super()._remoteOpened()
@@ -235,10 +288,11 @@ class Sender(_Link):
         state = delivery.remote_state
         if state not in _TERMINAL and not delivery.settled:
             return
-        d = self._unsettled.pop(delivery.tag, None)
+        sent = self._unsettled.pop(delivery.tag, None)
         delivery.settle()
-        if d is None:
+        if sent is None:
             return
+        d = sent[1]
         if state == Disposition.ACCEPTED:
             d.callback(Outcome.ACCEPTED)
         elif state == Disposition.REJECTED:
@@ -262,7 +316,9 @@ class Sender(_Link):
             d.callback(Outcome.ACCEPTED)
 
     def _failPending(self, reason: Failure) -> None:
-        waiting = [d for _, d in self._waiting] + list(self._unsettled.values())
+        waiting = [d for _, d in self._waiting] + [
+            d for _, d in self._unsettled.values()
+        ]
         self._waiting.clear()
         self._unsettled.clear()
         for d in waiting:
@@ -290,6 +346,7 @@ class ReceivedMessage:
     def __init__(self, receiver: Receiver, delivery: Delivery, message: Message):
         self.message = message
         self._receiver = receiver
+        self._link = receiver.link
         self._delivery = delivery
         self.settled = bool(delivery.settled)
 
@@ -343,7 +400,10 @@ class ReceivedMessage:
         if self.settled:
             return
         self.settled = True
-        if self._receiver.failure is not None:
+        if self._receiver.failure is not None or self._receiver.link is not self._link:
+            # The link is gone (with its connection, say): the peer gives
+            # the message to someone again, or to this receiver once it is
+            # attached again.
             return
         self._delivery.update(state)
         self._delivery.settle()
@@ -361,16 +421,39 @@ class Receiver(_Link):
     def __init__(
         self,
         connection: AMQPConnection,
-        link: proton.Receiver,
+        name: str,
+        address: str | None,
         credit: int,
+        dynamic: bool,
+        presettled: bool,
         autoAccept: bool,
     ) -> None:
-        super().__init__(connection, link)
-        self._receiver = link
+        self._address = address
         self._credit = credit
+        self._dynamic = dynamic
+        self._presettled = presettled
         self._autoAccept = autoAccept
         self._buffer: deque[ReceivedMessage] = deque()
         self._getters: deque[Deferred[ReceivedMessage]] = deque()
+        super().__init__(connection, name)
+
+    def _makeLink(self, session: Session) -> Link:
+        link = session.receiver(self.name)
+        if self._dynamic:
+            link.source.dynamic = True
+        else:
+            link.source.address = self._address  # type: ignore[assignment]
+        if self._presettled:
+            link.snd_settle_mode = proton.Link.SND_SETTLED
+        return link
+
+    def _park(self) -> None:
+        """
+        Drop the messages received but not handed out: they were not settled,
+        so the peer delivers them again.
+        """
+        super()._park()
+        self._buffer.clear()
 
     @property
     def address(self) -> str | None:
@@ -406,8 +489,8 @@ class Receiver(_Link):
         return d
 
     def _handOut(self, received: ReceivedMessage) -> ReceivedMessage:
-        if self.failure is None:
-            self._receiver.flow(1)
+        if self.failure is None and self.attached:
+            cast(proton.Receiver, self.link).flow(1)
             if self._autoAccept:
                 received.accept()
             self._connection.flush()
@@ -420,7 +503,7 @@ class Receiver(_Link):
     def _remoteOpened(self) -> None:
         super()._remoteOpened()
         if self.attached:
-            self._receiver.flow(self._credit)
+            cast(proton.Receiver, self.link).flow(self._credit)
 
     def _arrived(self, delivery: Delivery) -> None:
         data = self._connection.reader.read(delivery)
@@ -446,11 +529,16 @@ class AMQPConnection(AMQPProtocol):
 
     Build it through an amqptx endpoint (or C{amqptx.connect}); the Deferred
     of C{endpoint.connect(factory)} fires with it once the connection is open.
+
+    @ivar recoverable: whether a new connection will take over this one's
+        senders and receivers if it drops (see L{adopt}); set by
+        L{amqptx.ReconnectingAMQPClientFactory}.
     """
 
     def __init__(self) -> None:
         super().__init__(handler=self)
         self.handlers: list[object] = []
+        self.recoverable = False
         self._session: Session | None = None
         self._links: dict[str, _Link] = {}
         self._senders: dict[str | None, Sender] = {}
@@ -492,13 +580,7 @@ class AMQPConnection(AMQPProtocol):
     def _attachSender(
         self, address: str | None, name: str | None, presettled: bool
     ) -> Sender:
-        link = self._newSession().sender(name or self._name("sender"))
-        link.target.address = address  # type: ignore[assignment]
-        if presettled:
-            link.snd_settle_mode = proton.Link.SND_SETTLED
-        sender = Sender(self, link, address, presettled)
-        self._links[link.name] = sender
-        link.open()
+        sender = Sender(self, name or self._name("sender"), address, presettled)
         self.flush()
         return sender
 
@@ -545,21 +627,20 @@ class AMQPConnection(AMQPProtocol):
         """
         if credit < 1:
             raise ValueError(f"credit must be at least 1, not {credit!r}")
-        link = self._newSession().receiver(name or self._name("receiver"))
-        if dynamic:
-            link.source.dynamic = True
-        else:
-            link.source.address = address  # type: ignore[assignment]
-        if presettled:
-            link.snd_settle_mode = proton.Link.SND_SETTLED
-        receiver = Receiver(self, link, credit, autoAccept)
-        self._links[link.name] = receiver
-        link.open()
+        receiver = Receiver(
+            self,
+            name or self._name("receiver"),
+            None if dynamic else address,
+            credit,
+            dynamic,
+            presettled,
+            autoAccept,
+        )
         self.flush()
         return receiver.whenAttached()
 
     def _forget(self, link: _Link) -> None:
-        self._links.pop(link.link.name, None)
+        self._links.pop(link.name, None)
         if isinstance(link, Sender) and self._senders.get(link.address) is link:
             del self._senders[link.address]
 
@@ -631,9 +712,60 @@ class AMQPConnection(AMQPProtocol):
 
     def connectionClosed(self, reason: Failure) -> None:
         """
-        Fail every link still waiting with the connection's failure.
+        Fail every link still waiting with the connection's failure; or, for
+        a L{recoverable} connection that this side did not close and whose
+        credentials were not refused, keep them for the next connection (see
+        L{adopt}).
 
         @param reason: why the connection ended.
+        """
+        if (
+            self.recoverable
+            and not self.closedLocally
+            and not reason.check(AuthenticationFailed)
+        ):
+            for link in self._links.values():
+                link._park()
+            return
+        self.abandon(reason)
+
+    @property
+    def parked(self) -> bool:
+        """
+        Whether links of this ended connection wait for a new one.
+        """
+        return self._ended is not None and bool(self._links)
+
+    def adopt(self, previous: AMQPConnection) -> None:
+        """
+        Take over the senders and receivers of a previous connection that
+        ended while L{recoverable}: attach them again here; messages that were
+        waiting for their outcome are sent again, first and in order, and
+        receivers get their credit back.
+
+        Their Deferreds fire once, with the outcome this connection gets.
+        Messages may therefore reach the peer twice (at least once), never
+        zero times.  A dynamic receiver gets a new address.
+
+        @param previous: the ended connection.
+        """
+        links, previous._links = previous._links, {}
+        self._senders.update(
+            (address, sender)
+            for address, sender in previous._senders.items()
+            if sender.name in links
+        )
+        previous._senders = {}
+        for link in links.values():
+            link._rebind(self)
+        self.flush()
+
+    def abandon(self, reason: Failure) -> None:
+        """
+        Fail every sender's and receiver's waiting Deferreds: no connection
+        will take them over.
+
+        @param reason: the failure to give them.
         """
         for link in list(self._links.values()):
             link._end(reason)

@@ -163,6 +163,7 @@ class AMQPProtocol(Protocol):
     @ivar engine: the sans-I/O engine, once the connection is made.
     @ivar reader: reads incoming messages as their pieces arrive.
     @ivar opened: whether both sides have sent their Open.
+    @ivar closedLocally: whether this side asked to close (L{close}).
     @ivar sasl: a server's SASL gate while amqptx authenticates the client
         (see L{ConnectionSettings.sasl}), else L{None}.
     @ivar avatarId: the client's avatar id once a server authenticated it
@@ -192,6 +193,7 @@ class AMQPProtocol(Protocol):
         self.sasl: SASLGate | None = None
         self.avatarId: AvatarId | None = None
         self._refusal: tuple[str, str] | None = None
+        self.closedLocally = False
 
     # --- configuration -------------------------------------------------------
 
@@ -357,6 +359,7 @@ class AMQPProtocol(Protocol):
         @param description: the condition's description.
         @return: see L{whenClosed}.
         """
+        self.closedLocally = True
         engine = self.engine
         if engine is not None and self._ended is None:
             connection = engine.connection

@@ -57,7 +57,7 @@ from ._errors import AuthenticationFailed
 from ._protocol import AMQPProtocol
 
 if TYPE_CHECKING:
-    from proton import Event
+    pass
 
 __all__ = [
     "Backoff",
@@ -676,24 +676,12 @@ def _reasonText(reason: Failure) -> str:
 class _ConnectionWatch:
     """
     Follows one protocol a L{ReconnectingAMQPClientFactory} built: whether
-    its AMQP connection opened, how it ended, and whether this side sent its
-    Close first (the application closed it).
-
-    The last is read from the order of proton's events: the protocol answers
-    a peer's Close with its own, so at the end both sides have always closed
-    and only the order tells who began.  The watch hears the events as a
-    child handler of the protocol's handler (in the handler's own
-    C{handlers} list, proton's convention, until the connection ends), or as
-    its handler when it has none.
+    its AMQP connection opened, and how it ended.
 
     @ivar protocol: the protocol.
     @ivar opened: whether its AMQP connection opened.
     @ivar ended: why it ended (a C{ConnectionDone} failure for a clean AMQP
         close), once it has.
-    @ivar closedLocally: whether this side sent its Close before the peer's
-        arrived.
-    @ivar observed: whether the watch hears the protocol's events (if not,
-        only L{ReconnectingAMQPClientFactory.stopTrying} stops reconnects).
     """
 
     def __init__(
@@ -702,51 +690,16 @@ class _ConnectionWatch:
         self.protocol = protocol
         self.opened = False
         self.ended: Failure | None = None
-        self.closedLocally = False
-        self._remoteClosed = False
         self._factory = factory
-        self.observed = True
-        self._siblings: list[object] | None = None
-        handler = protocol.handler
-        # Only a handler's own list: a list shared by a class would take the
-        # watch to every instance.
-        children = getattr(handler, "__dict__", {}).get("handlers")
-        if handler is None:
-            protocol.handler = self
-        elif isinstance(children, list):
-            children.append(self)
-            self._siblings = children
-        else:
-            self.observed = False
         protocol.whenOpened().addCallbacks(self._opened, self._notOpened)
         protocol.whenClosed().addCallbacks(self._closedCleanly, self._closedBadly)
 
-    def on_connection_local_close(self, event: Event) -> None:
+    @property
+    def closedLocally(self) -> bool:
         """
-        Our side sent its Close: the application's, unless the peer's came
-        first.
-
-        @param event: proton's event.
+        Whether the application closed the connection.
         """
-        if self._concerns(event) and not self._remoteClosed:
-            self.closedLocally = True
-
-    def on_connection_remote_close(self, event: Event) -> None:
-        """
-        The peer sent its Close.
-
-        @param event: proton's event.
-        """
-        if self._concerns(event):
-            self._remoteClosed = True
-
-    def _concerns(self, event: Event) -> bool:
-        """
-        @param event: proton's event.
-        @return: whether it is about this protocol's connection (a handler may
-            serve several connections).
-        """
-        return bool(event.connection == self.protocol.connection)
+        return self.protocol.closedLocally
 
     def _opened(self, result: object) -> None:
         self.opened = True
@@ -762,9 +715,6 @@ class _ConnectionWatch:
 
     def _closedBadly(self, reason: Failure) -> None:
         self.ended = reason
-        if self._siblings is not None:
-            self._siblings.remove(self)
-            self._siblings = None
         self._factory._ended(self)
 
 
@@ -843,6 +793,7 @@ class ReconnectingAMQPClientFactory(ReconnectingClientFactory):
         self._waiting: list[Deferred[Any]] = []
         self._latest: _ConnectionWatch | None = None
         self._open: _ConnectionWatch | None = None
+        self._parked: AMQPConnection | None = None
 
     def _clock(self) -> IReactorTime:
         clock = self._givenClock
@@ -886,6 +837,8 @@ class ReconnectingAMQPClientFactory(ReconnectingClientFactory):
             )
         protocol.factory = self
         protocol.configure(self.settings, self._clock())
+        if isinstance(protocol, AMQPConnection):
+            protocol.recoverable = self.policy is not None
         self._latest = _ConnectionWatch(self, protocol)
         return protocol
 
@@ -919,6 +872,13 @@ class ReconnectingAMQPClientFactory(ReconnectingClientFactory):
         watch = self._open if self._open is not None else self._latest
         self._open = None
         self.connection = None
+        if (
+            watch is not None
+            and isinstance(watch.protocol, AMQPConnection)
+            and watch.protocol.parked
+        ):
+            # Its senders and receivers wait for the next connection.
+            self._parked = watch.protocol
         if watch is not None and watch.ended is not None:
             reason = watch.ended
         destination = _destination(connector)
@@ -972,6 +932,9 @@ class ReconnectingAMQPClientFactory(ReconnectingClientFactory):
         )
         self._open = watch
         self.connection = watch.protocol
+        parked, self._parked = self._parked, None
+        if parked is not None and isinstance(watch.protocol, AMQPConnection):
+            watch.protocol.adopt(parked)
         if self._stopped is None:
             self.resetDelay()
         waiting, self._waiting = self._waiting, []
@@ -1078,6 +1041,9 @@ class ReconnectingAMQPClientFactory(ReconnectingClientFactory):
 
     def _stop(self, reason: Failure) -> None:
         self._stopped = reason
+        parked, self._parked = self._parked, None
+        if parked is not None:
+            parked.abandon(reason)
         self.continueTrying = 0
         callID, self._callID = self._callID, None
         if callID is not None and callID.active():

@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from proton import Condition
+from proton import Condition, Message
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import clientFromString, serverFromString
@@ -58,6 +58,7 @@ from amqptx import (
     ConnectionSettings,
     IAMQPProtocol,
     OpenRefused,
+    Outcome,
 )
 from amqptx._reconnect import (
     Backoff,
@@ -1623,12 +1624,11 @@ class ConnectorModeTests(SynchronousTestCase):
         assert protocol is not None
         self.assertIs(protocol.clock, reactor)
 
-    def test_unobservableHandler(self) -> None:
+    def test_closeSeenWhateverTheHandler(self) -> None:
         """
-        A protocol whose handler has no C{handlers} list of its own (none, or
-        one its class shares) cannot be watched: a close by the application
-        is then taken for a loss (call
-        L{ReconnectingAMQPClientFactory.stopTrying} first).
+        The application's close is seen whatever the protocol's handler (none,
+        one without child handlers, one serving several connections); the
+        close of another connection of a shared handler is not this one's.
         """
         from amqptx import AMQPProtocol
 
@@ -1637,78 +1637,38 @@ class ConnectorModeTests(SynchronousTestCase):
             A handler without child handlers.
             """
 
-        class Shared:
-            """
-            A handler whose child handlers its class shares.
-            """
+        shared = Opaque()
+        other = AMQPProtocol(handler=shared)
+        otherPump = connectPair(TestPeer(), other, self.clock)
+        for handler in [None, Opaque(), shared]:
 
-            handlers: list[object] = []
+            class WithHandler(ReconnectingAMQPClientFactory):
+                handler: object = None
 
-        class WithHandler(ReconnectingAMQPClientFactory):
-            handler: object = None
+                def protocol(self) -> AMQPProtocol:  # type: ignore[override]
+                    return AMQPProtocol(handler=self.handler)
 
-            def protocol(self) -> AMQPProtocol:  # type: ignore[override]
-                return AMQPProtocol(handler=self.handler)
-
-        for handler in [Opaque(), Shared()]:
             clock = Clock()
-            factory = WithHandler(clock=clock)
+            factory = WithHandler(clock=clock, settings=self.settings)
             factory.handler = handler
             self.addCleanup(factory.stopTrying)
             factory.startedConnecting(self.connector)
             protocol = factory.buildProtocol(_ADDRESS)
             assert protocol is not None
-            self.assertIs(protocol.handler, handler)
-            self.assertEqual(Shared.handlers, [])
             pump = connectPair(TestPeer(), protocol, clock)
             pump.flush()
-            protocol.close()
-            pump.flush()
-            factory.clientConnectionLost(self.connector, Failure(ConnectionDone()))
-            self.assertEqual(len(clock.getDelayedCalls()), 1)
-
-    def test_handlerOfSeveralConnections(self) -> None:
-        """
-        A handler may serve several connections: the watch joins its
-        C{handlers} while its connection lives, and heeds only its own
-        connection's events.
-        """
-        from amqptx import AMQPProtocol
-
-        class Handler:
-            """
-            A handler with child handlers of its own.
-            """
-
-            def __init__(self) -> None:
-                self.handlers: list[object] = []
-
-        shared = Handler()
-
-        class SharingFactory(ReconnectingAMQPClientFactory):
-            def protocol(self) -> AMQPProtocol:  # type: ignore[override]
-                return AMQPProtocol(handler=shared)
-
-        other = AMQPProtocol(handler=shared)
-        otherPump = connectPair(TestPeer(), other, self.clock)
-        otherPump.flush()
-        factory = SharingFactory(clock=self.clock, settings=self.settings)
-        self.addCleanup(factory.stopTrying)
-        factory.startedConnecting(self.connector)
-        protocol = factory.buildProtocol(_ADDRESS)
-        assert protocol is not None
-        self.assertEqual(len(shared.handlers), 1)
-        pump = connectPair(TestPeer(), protocol, self.clock)
-        pump.flush()
-        # Another connection of the handler closed by the application does
-        # not make this one's loss a close.
-        other.close()
-        otherPump.flush()
-        pump.serverIO.loseConnection()
-        pump.flush()
-        self.assertEqual(shared.handlers, [])
-        factory.clientConnectionLost(self.connector, Failure(ConnectionDone()))
-        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+            if handler is shared:
+                other.close()
+                otherPump.flush()
+                pump.serverIO.loseConnection()
+                pump.flush()
+                factory.clientConnectionLost(self.connector, Failure(ConnectionDone()))
+                self.assertEqual(len(clock.getDelayedCalls()), 1)
+            else:
+                protocol.close()
+                pump.flush()
+                factory.clientConnectionLost(self.connector, Failure(ConnectionDone()))
+                self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_stopTrying(self) -> None:
         """
@@ -1735,25 +1695,140 @@ class ConnectorModeTests(SynchronousTestCase):
 
         self.assertRaises(TypeError, Wrong(clock=self.clock).buildProtocol, None)
 
-    def test_handlerlessProtocol(self) -> None:
-        """
-        A protocol without a handler gets the factory's watcher as its
-        handler, so the application's close is still seen.
-        """
-        from amqptx import AMQPProtocol
 
-        class Bare(ReconnectingAMQPClientFactory):
-            protocol = AMQPProtocol  # type: ignore[assignment]
+def _holdAll(address: str | None, message: Message) -> int | None:
+    return None
 
-        factory = Bare(clock=self.clock, settings=self.settings)
-        factory.startedConnecting(self.connector)
-        protocol = factory.buildProtocol(_ADDRESS)
-        assert protocol is not None
-        self.assertIsNotNone(protocol.handler)
-        pump = connectPair(TestPeer(), protocol, self.clock)
+
+class RecoveryTests(_FactoryTestCase):
+    """
+    Senders and receivers of an L{AMQPConnection} built by
+    L{ReconnectingAMQPClientFactory} survive a reconnect: nothing sent at
+    least once is lost.
+    """
+
+    def reconnect(
+        self, factory: ReconnectingAMQPClientFactory, pump: IOPump
+    ) -> tuple[AMQPConnection, TestPeer, IOPump]:
+        """
+        Drop the connection from the peer's side, wait the first delay and
+        open the next connection with a new accepting peer.
+        """
+        pump.serverIO.loseConnection()
         pump.flush()
-        self.successResultOf(factory.whenConnected())
-        protocol.close()
+        self.clock.advance(self.loggedDelays()[-1])
+        return self.openConnection(factory)
+
+    def test_unsettledSentAgain(self) -> None:
+        """
+        Messages still waiting for their outcome when the connection drops
+        are sent again, in order and first, on the next connection; each
+        Deferred fires once, with the new connection's outcome.  Messages
+        sent while disconnected follow.
+        """
+        factory, connector = self.start()
+        connection, peer, pump = self.openConnection(factory)
+        peer.outcome = _holdAll
+        attaching = connection.sender("q")
         pump.flush()
-        factory.clientConnectionLost(self.connector, Failure(ConnectionDone()))
-        self.assertEqual(self.clock.getDelayedCalls(), [])
+        sender = self.successResultOf(attaching)
+        sent = [sender.send(Message(body=i)) for i in range(3)]
+        pump.flush()
+        self.assertEqual([m.body for _, m in peer.received], [0, 1, 2])
+        pump.serverIO.loseConnection()
+        pump.flush()
+        for d in sent:
+            self.assertNoResult(d)
+        late = sender.send(Message(body=3))
+        self.clock.advance(self.loggedDelays()[-1])
+        connection2, peer2, pump2 = self.openConnection(factory)
+        pump2.flush()
+        self.assertEqual([m.body for _, m in peer2.received], [0, 1, 2, 3])
+        for d in [*sent, late]:
+            self.assertIs(self.successResultOf(d), Outcome.ACCEPTED)
+        self.assertIs(connection2._links[sender.name], sender)
+
+    def test_cachedSenderMoves(self) -> None:
+        """
+        The connection's cached sender of an address moves to the new
+        connection.
+        """
+        factory, connector = self.start()
+        connection, peer, pump = self.openConnection(factory)
+        first = connection.send("q", Message(body="a"))
+        pump.flush()
+        self.successResultOf(first)
+        connection2, peer2, pump2 = self.reconnect(factory, pump)
+        again = connection2.send("q", Message(body="b"))
+        pump2.flush()
+        self.successResultOf(again)
+        self.assertEqual(len(connection2._links), 1)
+
+    def test_receiverGetsCreditBack(self) -> None:
+        """
+        A receiver re-attaches on the next connection with its credit, and a
+        C{get()} that was waiting gets the next message there.
+        """
+        factory, connector = self.start()
+        connection, peer, pump = self.openConnection(factory)
+        d = connection.receiver("in", credit=5)
+        pump.flush()
+        receiver = self.successResultOf(d)
+        waiting = receiver.get()
+        connection2, peer2, pump2 = self.reconnect(factory, pump)
+        pump2.flush()
+        self.assertTrue(receiver.attached)
+        for i in range(7):
+            peer2.offer("in", Message(body=i))
+        pump2.flush()
+        self.assertEqual(self.successResultOf(waiting).body, 0)
+        self.assertEqual(peer2.queued("in"), 1)
+
+    def test_staleSettlementIgnored(self) -> None:
+        """
+        Settling a message received on the old connection does nothing (the
+        peer delivers it again).
+        """
+        factory, connector = self.start()
+        connection, peer, pump = self.openConnection(factory)
+        d = connection.receiver("in")
+        pump.flush()
+        receiver = self.successResultOf(d)
+        peer.offer("in", Message(body="old"))
+        pump.flush()
+        old = self.successResultOf(receiver.get())
+        connection2, peer2, pump2 = self.reconnect(factory, pump)
+        old.accept()
+        pump2.flush()
+        self.assertEqual(peer2.sentOutcomes, [])
+
+    def test_noRecoveryAfterLocalClose(self) -> None:
+        """
+        After the application's close, waiting sends fail instead of waiting
+        for a connection that will not come.
+        """
+        factory, connector = self.start()
+        connection, peer, pump = self.openConnection(factory)
+        peer.outcome = _holdAll
+        sent = connection.send("q", Message(body=1))
+        pump.flush()
+        connection.close()
+        pump.flush()
+        self.failureResultOf(sent)
+
+    def test_abandonedWhenGivingUp(self) -> None:
+        """
+        When the policy gives up, the parked senders' Deferreds fail with the
+        last failure.
+        """
+        factory, connector = self.start(policy=[0])
+        connection, peer, pump = self.openConnection(factory)
+        peer.outcome = _holdAll
+        sent = connection.send("q", Message(body=1))
+        pump.flush()
+        pump.serverIO.loseConnection()
+        pump.flush()
+        self.assertNoResult(sent)
+        self.clock.advance(0)
+        self.endpoint.last.fail(ConnectionRefusedError())
+        self.failureResultOf(sent, ConnectionRefusedError)
