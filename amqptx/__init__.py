@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         MessageReleased,
         OpenRefused,
         ProtocolError,
+        SendQueueFull,
         SessionEnded,
         TLSError,
     )
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from ._interfaces import IAMQPProtocol
     from ._protocol import AMQPProtocol
     from ._reconnect import (
+        AMQPClientService,
         Backoff,
         Delays,
         EndpointAddress,
@@ -50,6 +52,7 @@ __version__ = "0.1.0.dev0"
 
 _WHERE = {
     "AMQPClientEndpoint": "_endpoints",
+    "AMQPClientService": "_reconnect",
     "AMQPConnection": "_client",
     "AMQPConnectionLost": "_errors",
     "AMQPError": "_errors",
@@ -83,12 +86,14 @@ _WHERE = {
     "ReconnectingAMQPClientFactory": "_reconnect",
     "reconnectPolicy": "_reconnect",
     "Sender": "_client",
+    "SendQueueFull": "_errors",
     "SessionEnded": "_errors",
     "TLSError": "_errors",
 }
 
 __all__ = [
     "AMQPClientEndpoint",
+    "AMQPClientService",
     "AMQPConnection",
     "AMQPConnectionLost",
     "AMQPError",
@@ -122,6 +127,7 @@ __all__ = [
     "ReconnectingAMQPClientFactory",
     "reconnectPolicy",
     "Sender",
+    "SendQueueFull",
     "SessionEnded",
     "TLSError",
 ]

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar, cast
+from uuid import uuid4
 
 import proton
 from proton import Delivery, Disposition, Endpoint, Event, Message
-from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.error import ConnectionDone
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.error import ConnectionDone, TimeoutError
 from twisted.python.failure import Failure
 
 from ._engine import decodeMessage
@@ -23,6 +25,7 @@ from ._errors import (
     MessageModified,
     MessageRejected,
     MessageReleased,
+    SendQueueFull,
     SessionEnded,
 )
 from ._protocol import (
@@ -37,7 +40,16 @@ from ._protocol import (
 if TYPE_CHECKING:
     from proton import Link, Session
 
-__all__ = ["AMQPConnection", "Outcome", "ReceivedMessage", "Receiver", "Sender"]
+__all__ = [
+    "DEFAULT_QUEUE_LIMIT",
+    "AMQPConnection",
+    "Outcome",
+    "ReceivedMessage",
+    "Receiver",
+    "Sender",
+]
+
+DEFAULT_QUEUE_LIMIT = 1000
 
 
 class Outcome(Enum):
@@ -183,9 +195,12 @@ class Sender(_Link):
     A sending link to one address.
 
     Messages sent while the peer gives no credit wait, in order, and go out as
-    credit arrives.
+    credit arrives; at most L{queueLimit} of them: beyond, L{send} fails with
+    L{SendQueueFull}, and L{whenReady} tells when there is room again
+    (back-pressure).
 
     @ivar address: the target address.
+    @ivar queueLimit: how many messages may wait for credit.
     """
 
     def __init__(
@@ -194,9 +209,13 @@ class Sender(_Link):
         name: str,
         address: str | None,
         presettled: bool,
+        queueLimit: int = DEFAULT_QUEUE_LIMIT,
     ) -> None:
         self.address = address
+        self.queueLimit = queueLimit
         self._presettled = presettled
+        self._roomWaiters = Waiters()
+        self._settledWaiters = Waiters()
         self._waiting: deque[tuple[bytes, Deferred[Outcome]]] = deque()
         self._unsettled: dict[str, tuple[bytes, Deferred[Outcome]]] = {}
         self._tags = itertools.count()
@@ -236,19 +255,63 @@ class Sender(_Link):
             pre-settled), or fails with L{MessageRejected}, L{MessageReleased}
             or L{MessageModified} for the peer's other outcomes,
             L{LinkDetached} or L{SessionEnded} when the link ended first, or
-            the connection's failure when the connection ended first.
-            Cancelling it before the message went out withdraws the message;
-            afterwards, the outcome is no longer reported.
+            the connection's failure when the connection ended first; or at
+            once with L{SendQueueFull} when L{queueLimit} messages already
+            wait for credit.  Cancelling it before the message went out
+            withdraws the message; afterwards, the outcome is no longer
+            reported.
         """
         if not isinstance(message, Message):
             raise TypeError(f"send() takes a proton.Message, not {message!r}")
         if self.failure is not None:
             return fail(self.failure)
+        if len(self._waiting) >= self.queueLimit:
+            return fail(
+                SendQueueFull(
+                    None,
+                    f"{len(self._waiting)} messages to {self.address!r} already "
+                    "wait for credit; wait for whenReady()",
+                )
+            )
         d: Deferred[Outcome] = Deferred(self._cancelSend)
         self._waiting.append((message.encode(), d))
         self._transmit()
         self._connection.flush()
         return d
+
+    def whenReady(self) -> Deferred[Sender]:
+        """
+        Wait until fewer than L{queueLimit} messages wait for credit.
+
+        @return: a Deferred that fires with this sender when there is room
+            (at once if there is), or fails with the link's failure.
+        """
+        if self.failure is not None:
+            return fail(self.failure)
+        if len(self._waiting) < self.queueLimit:
+            return succeed(self)
+        ready: Deferred[Sender] = self._roomWaiters.new()
+        return ready
+
+    def whenSettled(self) -> Deferred[None]:
+        """
+        Wait until no message sent here waits for credit or for its outcome.
+
+        @return: a Deferred that fires with L{None} then (at once if none
+            waits); it never fails.
+        """
+        if not self.unsettled:
+            return succeed(None)
+        settled: Deferred[None] = self._settledWaiters.new()
+        return settled
+
+    @property
+    def unsettled(self) -> int:
+        """
+        How many messages sent at least once wait for their outcome (or for
+        credit).
+        """
+        return len(self._waiting) + len(self._unsettled)
 
     def _cancelSend(self, d: Deferred[Outcome]) -> None:
         for item in self._waiting:
@@ -279,6 +342,8 @@ class Sender(_Link):
                 d.callback(Outcome.SETTLED)
             else:
                 self._unsettled[tag] = (data, d)
+        if len(waiting) < self.queueLimit:
+            self._roomWaiters.fire(self)
 
     def _remoteOpened(self) -> None:
         super()._remoteOpened()
@@ -292,6 +357,8 @@ class Sender(_Link):
         delivery.settle()
         if sent is None:
             return
+        if not self._waiting and not self._unsettled:
+            self._settledWaiters.fire(None)
         d = sent[1]
         if state == Disposition.ACCEPTED:
             d.callback(Outcome.ACCEPTED)
@@ -323,6 +390,8 @@ class Sender(_Link):
         self._unsettled.clear()
         for d in waiting:
             d.errback(reason)
+        self._roomWaiters.fire(reason)
+        self._settledWaiters.fire(None)
 
 
 _TERMINAL = frozenset(
@@ -427,7 +496,9 @@ class Receiver(_Link):
         dynamic: bool,
         presettled: bool,
         autoAccept: bool,
+        onMessage: Callable[[ReceivedMessage], object] | None = None,
     ) -> None:
+        self._onMessage = onMessage
         self._address = address
         self._credit = credit
         self._dynamic = dynamic
@@ -488,6 +559,31 @@ class Receiver(_Link):
         self._getters.append(d)
         return d
 
+    def __aiter__(self) -> Receiver:
+        """
+        Iterate over the messages, from C{async def} code::
+
+            async for received in receiver:
+                handle(received.body)
+                received.accept()
+
+        The iteration ends when the link is detached cleanly; it raises the
+        link's failure otherwise.
+        """
+        return self
+
+    async def __anext__(self) -> ReceivedMessage:
+        """
+        @return: the next message.
+        @raise StopAsyncIteration: when the link has been detached cleanly.
+        """
+        try:
+            return await self.get()
+        except LinkDetached:
+            if self._clean:
+                raise StopAsyncIteration() from None
+            raise
+
     def _handOut(self, received: ReceivedMessage) -> ReceivedMessage:
         if self.failure is None and self.attached:
             cast(proton.Receiver, self.link).flow(1)
@@ -511,7 +607,9 @@ class Receiver(_Link):
             return
         message = decodeMessage(data)
         received = ReceivedMessage(self, delivery, message)
-        if self._getters:
+        if self._onMessage is not None:
+            self._onMessage(self._handOut(received))
+        elif self._getters:
             self._getters.popleft().callback(self._handOut(received))
         else:
             self._buffer.append(received)
@@ -542,6 +640,8 @@ class AMQPConnection(AMQPProtocol):
         self._session: Session | None = None
         self._links: dict[str, _Link] = {}
         self._senders: dict[str | None, Sender] = {}
+        self._replies: Receiver | None = None
+        self._requests: dict[object, Deferred[Message]] = {}
         self._names = itertools.count()
 
     def _newSession(self) -> Session:
@@ -562,6 +662,7 @@ class AMQPConnection(AMQPProtocol):
         *,
         name: str | None = None,
         presettled: bool = False,
+        queueLimit: int = DEFAULT_QUEUE_LIMIT,
     ) -> Deferred[Sender]:
         """
         Attach a new sending link.
@@ -571,16 +672,24 @@ class AMQPConnection(AMQPProtocol):
         @param name: the link name, or L{None} for a generated one.
         @param presettled: send every message pre-settled (at most once)
             instead of waiting for the peer's outcome.
+        @param queueLimit: how many messages may wait for credit (see
+            L{Sender.whenReady}).
         @return: a Deferred that fires with the L{Sender} once attached, or
             fails with L{LinkDetached} (the peer refused), L{SessionEnded} or
             the connection's failure.
         """
-        return self._attachSender(address, name, presettled).whenAttached()
+        return self._attachSender(address, name, presettled, queueLimit).whenAttached()
 
     def _attachSender(
-        self, address: str | None, name: str | None, presettled: bool
+        self,
+        address: str | None,
+        name: str | None,
+        presettled: bool,
+        queueLimit: int = DEFAULT_QUEUE_LIMIT,
     ) -> Sender:
-        sender = Sender(self, name or self._name("sender"), address, presettled)
+        sender = Sender(
+            self, name or self._name("sender"), address, presettled, queueLimit
+        )
         self.flush()
         return sender
 
@@ -606,6 +715,7 @@ class AMQPConnection(AMQPProtocol):
         name: str | None = None,
         autoAccept: bool = False,
         presettled: bool = False,
+        onMessage: Callable[[ReceivedMessage], object] | None = None,
     ) -> Deferred[Receiver]:
         """
         Attach a new receiving link.
@@ -621,6 +731,8 @@ class AMQPConnection(AMQPProtocol):
         @param presettled: ask the peer to send every message pre-settled (at
             most once: a message is lost if this side fails before handling
             it).
+        @param onMessage: a function called with each message as it arrives,
+            instead of keeping it for L{Receiver.get}.
         @return: a Deferred that fires with the L{Receiver} once attached, or
             fails with L{LinkDetached} (the peer refused), L{SessionEnded} or
             the connection's failure.
@@ -635,9 +747,122 @@ class AMQPConnection(AMQPProtocol):
             dynamic,
             presettled,
             autoAccept,
+            onMessage,
         )
         self.flush()
         return receiver.whenAttached()
+
+    def request(
+        self, address: str, message: Message, timeout: float = 30.0
+    ) -> Deferred[Message]:
+        """
+        Send a request and get its reply, through a dynamic reply-to node.
+
+        The connection attaches one dynamic receiver for all its requests
+        (on first use); each request gets that address as its C{reply_to}
+        and a C{correlation_id} (its own, or a new unique one), and the reply
+        with that C{correlation_id} fires the Deferred.
+
+        @param address: where to send the request.
+        @param message: the request; its C{reply_to} and (when unset)
+            C{correlation_id} are set here.
+        @param timeout: seconds to wait for the reply.
+        @return: a Deferred that fires with the reply message, or fails with
+            L{twisted.internet.error.TimeoutError} when none came in time, or
+            with a failure of L{Sender.send} when the request was not
+            accepted.  Cancelling it forgets the request.
+        """
+        correlation = message.correlation_id or f"amqptx-{uuid4()}"
+        message.correlation_id = correlation
+        clock = self.clock
+        assert clock is not None
+
+        def forget(d: object) -> None:
+            self._requests.pop(correlation, None)
+            if timer.active():
+                timer.cancel()
+
+        reply: Deferred[Message] = Deferred(forget)
+        self._requests[correlation] = reply
+
+        def timedOut() -> None:
+            self._requests.pop(correlation, None)
+            reply.errback(
+                TimeoutError(f"no reply to {correlation!r} within {timeout} s")
+            )
+
+        timer = clock.callLater(timeout, timedOut)
+
+        def send(replies: Receiver) -> Deferred[Outcome]:
+            replyTo = replies.address
+            assert replyTo is not None, "a dynamic node has an address"
+            message.reply_to = replyTo
+            return self.send(address, message)
+
+        def failed(reason: Failure) -> None:
+            if not reply.called:
+                forget(None)
+                reply.errback(reason)
+
+        self._replyReceiver().addCallback(send).addErrback(failed)
+
+        def done(result: Message) -> Message:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return reply.addCallback(done)
+
+    def _replyReceiver(self) -> Deferred[Receiver]:
+        replies = self._replies
+        if replies is None or replies.failure is not None:
+            replies = self._replies = Receiver(
+                self,
+                self._name("replies"),
+                None,
+                DEFAULT_QUEUE_LIMIT,
+                True,
+                False,
+                True,
+                self._reply,
+            )
+            self.flush()
+        return replies.whenAttached()
+
+    def _reply(self, received: ReceivedMessage) -> None:
+        d = self._requests.pop(received.message.correlation_id, None)
+        if d is not None:
+            d.callback(received.message)
+
+    def close(
+        self,
+        condition: str | None = None,
+        description: str | None = None,
+        settleTimeout: float = 5.0,
+    ) -> Deferred[None]:
+        """
+        Close the connection; without an error condition, first wait (at
+        most C{settleTimeout} seconds) for the outcome of every message sent.
+
+        @param condition: an error condition to close with (then at once).
+        @param description: its description.
+        @param settleTimeout: seconds to wait for outstanding outcomes.
+        @return: see L{whenClosed}.
+        """
+        senders = [link for link in self._links.values() if isinstance(link, Sender)]
+        if condition is not None or self._ended is not None or self.closedLocally:
+            return super().close(condition, description)
+        outstanding = [s.whenSettled() for s in senders if s.unsettled]
+        if not outstanding:
+            return super().close(condition, description)
+        self.closedLocally = True
+        clock = self.clock
+        assert clock is not None
+        everything = gatherResults(outstanding, consumeErrors=True)
+        everything.addTimeout(settleTimeout, clock).addErrback(lambda _: None)
+        return everything.addCallback(
+            lambda _: AMQPProtocol.close(self, condition, description)
+        )
 
     def _forget(self, link: _Link) -> None:
         self._links.pop(link.name, None)

@@ -25,6 +25,7 @@ __all__ = [
     "MessageReleased",
     "OpenRefused",
     "ProtocolError",
+    "SendQueueFull",
     "SessionEnded",
     "TLSError",
 ]
@@ -123,6 +124,13 @@ class LinkDetached(AMQPError):
     """
     The peer detached (or refused to attach) the link, usually with a condition
     such as C{amqp:not-found} or C{amqp:unauthorized-access}.
+    """
+
+
+class SendQueueFull(AMQPError):
+    """
+    A sender already holds as many messages waiting for credit as it may;
+    wait for C{Sender.whenReady()} before sending more.
     """
 
 

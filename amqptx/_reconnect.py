@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from numbers import Real
 from typing import TYPE_CHECKING, Any, cast
 
+from twisted.application.service import Service
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     pass
 
 __all__ = [
+    "AMQPClientService",
     "Backoff",
     "Delays",
     "EndpointAddress",
@@ -1074,3 +1076,58 @@ class ReconnectingAMQPClientFactory(ReconnectingClientFactory):
         d: Deferred[Any] = Deferred(self._waiting.remove)
         self._waiting.append(d)
         return d
+
+
+class AMQPClientService(Service):
+    """
+    A Twisted service that keeps an AMQP connection open for an application:
+    it connects when started, reconnects as its policy says (senders and
+    receivers carry over, see L{amqptx.AMQPConnection.adopt}), and closes
+    the connection when stopped.
+
+    @ivar factory: the L{ReconnectingAMQPClientFactory} it uses.
+    """
+
+    def __init__(
+        self,
+        endpoint: IStreamClientEndpoint,
+        policy: object = None,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        """
+        @param endpoint: where to connect (an amqptx client endpoint, or a
+            failover endpoint with C{policy=False}).
+        @param policy: the reconnect policy (see L{reconnectPolicy}).
+        @param clock: the clock of the delays; the global reactor by default.
+        """
+        self.factory = ReconnectingAMQPClientFactory(policy, clock=clock)
+        self._connector = EndpointConnector(endpoint, self.factory)
+
+    def startService(self) -> None:
+        """
+        Start connecting.
+        """
+        super().startService()  # type: ignore[no-untyped-call]
+        self._connector.connect()
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop reconnecting and close the open connection.
+
+        @return: a Deferred that fires once the connection is closed.
+        """
+        super().stopService()  # type: ignore[no-untyped-call]
+        connection = self.factory.connection
+        self.factory.stopTrying()
+        if connection is None:
+            return succeed(None)
+        closed: Deferred[None] = connection.close().addErrback(lambda _: None)
+        return closed
+
+    def whenConnected(self) -> Deferred[Any]:
+        """
+        Get the open connection, now or when the next one opens.
+
+        @return: see L{ReconnectingAMQPClientFactory.whenConnected}.
+        """
+        return self.factory.whenConnected()

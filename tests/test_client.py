@@ -10,6 +10,7 @@ import gc
 
 from proton import Condition, Disposition, Message
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.error import TimeoutError
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -24,6 +25,7 @@ from amqptx import (
     ReceivedMessage,
     Receiver,
     Sender,
+    SendQueueFull,
     SessionEnded,
 )
 from amqptx.testing import IOPump, TestPeer, connectPair
@@ -490,3 +492,220 @@ class ReceiveTests(_Connected):
         self.assertEqual(body, [b"a", {"k": b"v"}])
         self.assertIs(type(body[0]), bytes)
         self.assertIs(type(properties["p"]), bytes)
+
+
+class BackPressureTests(_Connected):
+    """
+    A sender's queue of messages waiting for credit is bounded.
+    """
+
+    def test_queueLimit(self) -> None:
+        """
+        Beyond C{queueLimit} waiting messages, C{send} fails at once with
+        L{SendQueueFull}; C{whenReady} fires once credit drains the queue.
+        """
+        self.peer.credit = 0
+        d = self.client.sender("q", queueLimit=2)
+        self.pump.flush()
+        sender = self.successResultOf(d)
+        first, second = sender.send(Message(body=1)), sender.send(Message(body=2))
+        self.failureResultOf(sender.send(Message(body=3)), SendQueueFull)
+        ready = sender.whenReady()
+        self.assertNoResult(ready)
+        link = self.peer.connection.link_head(0)
+        assert link is not None
+        link.flow(1)
+        self.peer.flush()
+        self.pump.flush()
+        self.assertIs(self.successResultOf(ready), sender)
+        # The test peer gives a credit back for every message it receives.
+        self.successResultOf(first)
+        self.successResultOf(second)
+
+    def test_whenSettled(self) -> None:
+        """
+        C{whenSettled} fires when no sent message waits for its outcome.
+        """
+        self.peer.outcome = lambda address, message: None
+        d = self.client.sender("hold")
+        self.pump.flush()
+        sender = self.successResultOf(d)
+        self.assertIsNone(self.successResultOf(sender.whenSettled()))
+        sender.send(Message(body=1))
+        self.pump.flush()
+        settled = sender.whenSettled()
+        self.assertNoResult(settled)
+        [delivery] = self.peer.unsettled
+        delivery.update(Disposition.ACCEPTED)
+        delivery.settle()
+        self.peer.flush()
+        self.pump.flush()
+        self.successResultOf(settled)
+
+
+class GracefulCloseTests(_Connected):
+    """
+    L{AMQPConnection.close} waits for outstanding outcomes.
+    """
+
+    def test_waitsForOutcomes(self) -> None:
+        """
+        A close waits until the sent messages are settled, then closes.
+        """
+        self.peer.outcome = lambda address, message: None
+        sent = self.client.send("q", Message(body=1))
+        self.pump.flush()
+        closed = self.client.close()
+        self.pump.flush()
+        self.assertNoResult(closed)
+        [delivery] = self.peer.unsettled
+        delivery.update(Disposition.ACCEPTED)
+        delivery.settle()
+        self.peer.flush()
+        self.pump.flush()
+        self.assertIs(self.successResultOf(sent), Outcome.ACCEPTED)
+        self.assertIsNone(self.successResultOf(closed))
+
+    def test_settleTimeout(self) -> None:
+        """
+        After C{settleTimeout} seconds, the close goes ahead; what still
+        waits fails.
+        """
+        self.peer.outcome = lambda address, message: None
+        sent = self.client.send("q", Message(body=1))
+        self.pump.flush()
+        closed = self.client.close(settleTimeout=2)
+        self.clock.advance(2)
+        self.pump.flush()
+        self.assertIsNone(self.successResultOf(closed))
+        self.failureResultOf(sent)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_withConditionAtOnce(self) -> None:
+        """
+        A close with an error condition does not wait.
+        """
+        self.peer.outcome = lambda address, message: None
+        self.client.send("q", Message(body=1)).addErrback(lambda _: None)
+        self.pump.flush()
+        closed = self.client.close("amqp:internal-error", "giving up")
+        self.pump.flush()
+        self.assertIsNone(self.successResultOf(closed))
+
+
+class RequestTests(_Connected):
+    """
+    L{AMQPConnection.request}: request/response over a dynamic reply node.
+    """
+
+    def answer(self) -> None:
+        """
+        Answer every request the peer received, at its reply-to address.
+        """
+        for _, request in self.peer.received:
+            self.peer.offer(
+                request.reply_to,
+                Message(
+                    body="re: " + str(request.body),
+                    correlation_id=request.correlation_id,
+                ),
+            )
+        self.peer.received.clear()
+        self.pump.flush()
+
+    def test_reply(self) -> None:
+        """
+        The reply with the request's correlation id fires the Deferred; two
+        requests in flight get their own replies.
+        """
+        first = self.client.request("service", Message(body="a"))
+        second = self.client.request("service", Message(body="b"))
+        self.pump.flush()
+        requests = [m for _, m in self.peer.received]
+        self.assertEqual([m.body for m in requests], ["a", "b"])
+        self.assertEqual(requests[0].reply_to, "dynamic-0")
+        self.assertNotEqual(requests[0].correlation_id, requests[1].correlation_id)
+        self.answer()
+        self.assertEqual(self.successResultOf(first).body, "re: a")
+        self.assertEqual(self.successResultOf(second).body, "re: b")
+
+    def test_ownCorrelationId(self) -> None:
+        """
+        A request's own correlation id is kept.
+        """
+        d = self.client.request("service", Message(body="a", correlation_id="mine"))
+        self.pump.flush()
+        self.assertEqual(self.peer.received[0][1].correlation_id, "mine")
+        self.answer()
+        self.successResultOf(d)
+
+    def test_timeout(self) -> None:
+        """
+        Without a reply in time, the Deferred fails with C{TimeoutError}; a
+        late reply is ignored.
+        """
+        d = self.client.request("service", Message(body="a"), timeout=3)
+        self.pump.flush()
+        self.clock.advance(3)
+        self.failureResultOf(d, TimeoutError)
+        self.answer()
+
+    def test_rejected(self) -> None:
+        """
+        A rejected request fails with L{MessageRejected}, and leaves no timer.
+        """
+        d = self.client.request("reject/service", Message(body="a"))
+        self.pump.flush()
+        self.failureResultOf(d, MessageRejected)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_cancel(self) -> None:
+        """
+        A cancelled request leaves no timer and ignores its reply.
+        """
+        d = self.client.request("service", Message(body="a"))
+        self.pump.flush()
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.answer()
+
+
+class AsyncIterationTests(_Connected):
+    """
+    A L{Receiver} is an asynchronous iterator.
+    """
+
+    def test_asyncFor(self) -> None:
+        """
+        C{async for} gives the messages in order and ends when the link is
+        detached.
+        """
+        receiver = self.receiver("in")
+        bodies: list[object] = []
+
+        async def consume() -> None:
+            async for received in receiver:
+                bodies.append(received.body)
+                received.accept()
+
+        done = Deferred.fromCoroutine(consume())
+        for i in range(3):
+            self.peer.offer("in", Message(body=i))
+        self.pump.flush()
+        self.assertEqual(bodies, [0, 1, 2])
+        self.assertNoResult(done)
+        receiver.close()
+        self.pump.flush()
+        self.assertIsNone(self.successResultOf(done))
+
+    def test_onMessage(self) -> None:
+        """
+        With C{onMessage}, each message goes to the function as it arrives.
+        """
+        got: list[ReceivedMessage] = []
+        self.receiver("in", onMessage=got.append, autoAccept=True)
+        self.peer.offer("in", Message(body="x"))
+        self.pump.flush()
+        self.assertEqual([m.body for m in got], ["x"])
+        self.assertEqual(self.peer.sentOutcomes, [Disposition.ACCEPTED])

@@ -52,6 +52,7 @@ from zope.interface.verify import verifyObject
 import amqptx
 from amqptx import (
     AMQPClientEndpoint,
+    AMQPClientService,
     AMQPConnection,
     AuthenticationFailed,
     ConnectionClosed,
@@ -1814,6 +1815,10 @@ class RecoveryTests(_FactoryTestCase):
         pump.flush()
         connection.close()
         pump.flush()
+        # The close waits (5 s at most) for the outcome the peer holds back.
+        self.assertNoResult(sent)
+        self.clock.advance(5)
+        pump.flush()
         self.failureResultOf(sent)
 
     def test_abandonedWhenGivingUp(self) -> None:
@@ -1832,3 +1837,42 @@ class RecoveryTests(_FactoryTestCase):
         self.clock.advance(0)
         self.endpoint.last.fail(ConnectionRefusedError())
         self.failureResultOf(sent, ConnectionRefusedError)
+
+
+class ClientServiceTests(_FactoryTestCase):
+    """
+    L{AMQPClientService} keeps a connection open for an application.
+    """
+
+    def test_lifecycle(self) -> None:
+        """
+        Starting connects; C{whenConnected} gives the open connection, and
+        the next one after a drop; stopping closes it and stops
+        reconnecting.
+        """
+        service = AMQPClientService(self.endpoint, clock=self.clock)
+        waiting = service.whenConnected()
+        service.startService()
+        self.assertEqual(len(self.endpoint.attempts), 1)
+        pump = self.endpoint.last.openWith(TestPeer(), self.clock)
+        connection = self.successResultOf(waiting)
+        pump.serverIO.loseConnection()
+        pump.flush()
+        self.clock.advance(self.loggedDelays()[-1])
+        pump = self.endpoint.last.openWith(TestPeer(), self.clock)
+        again = self.successResultOf(service.whenConnected())
+        self.assertIsNot(again, connection)
+        stopped = service.stopService()
+        pump.flush()
+        self.assertIsNone(self.successResultOf(stopped))
+        self.assertFalse(service.running)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.failureResultOf(service.whenConnected(), CancelledError)
+
+    def test_stopBeforeConnected(self) -> None:
+        """
+        Stopping before any connection opened stops the attempt.
+        """
+        service = AMQPClientService(self.endpoint, clock=self.clock)
+        service.startService()
+        self.assertIsNone(self.successResultOf(service.stopService()))
