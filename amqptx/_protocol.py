@@ -46,6 +46,10 @@ __all__ = [
 ]
 
 _UNAUTHORIZED = "amqp:unauthorized-access"
+_HANDSHAKE_TIMEOUT = (
+    "amqp:resource-limit-exceeded",
+    "the connection did not open within the handshake timeout",
+)
 
 
 class Waiters:
@@ -193,6 +197,7 @@ class AMQPProtocol(Protocol):
         self.sasl: SASLGate | None = None
         self.avatarId: AvatarId | None = None
         self._refusal: tuple[str, str] | None = None
+        self._handshakeTimer: IDelayedCall | None = None
         self.closedLocally = False
 
     # --- configuration -------------------------------------------------------
@@ -228,6 +233,10 @@ class AMQPProtocol(Protocol):
         settings = self.settings
         if settings.role == "server" and settings.sasl is not None:
             assert self.transport is not None
+            # The whole handshake, SASL and Open, must fit in the timeout.
+            self._handshakeTimer = self.clock.callLater(
+                settings.sasl.timeout, self._handshakeTimedOut
+            )
             self.sasl = SASLGate(
                 settings.sasl,
                 self.transport,
@@ -257,6 +266,27 @@ class AMQPProtocol(Protocol):
         self.avatarId = avatarId
         self._startEngine(remainder)
 
+    def _handshakeTimedOut(self) -> None:
+        self._handshakeTimer = None
+        self._log.info(
+            "Closing a connection from {peer}: no AMQP Open within the "
+            "handshake timeout",
+            peer=str(self.transport.getPeer()) if self.transport else "?",
+        )
+        if self._error is None:
+            self._error = ProtocolError(*_HANDSHAKE_TIMEOUT)
+        if self.engine is not None:
+            # Those waiting on the connection learn why through their own
+            # Deferreds.
+            self.close(*_HANDSHAKE_TIMEOUT).addErrback(lambda _: None)
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def _stopHandshakeTimer(self) -> None:
+        timer, self._handshakeTimer = self._handshakeTimer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
     def _saslFailed(self, reason: str) -> None:
         self._error = AuthenticationFailed(_UNAUTHORIZED, reason)
 
@@ -285,6 +315,7 @@ class AMQPProtocol(Protocol):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        self._stopHandshakeTimer()
         if self.sasl is not None:
             self.sasl.connectionLost()
             self.sasl = None
@@ -475,6 +506,7 @@ class AMQPProtocol(Protocol):
         if not state & Endpoint.LOCAL_ACTIVE or state & Endpoint.REMOTE_CLOSED:
             return
         self.opened = True
+        self._stopHandshakeTimer()
         self._openWaiters.fire(self)
         self.connectionOpened()
 

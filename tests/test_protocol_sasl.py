@@ -11,7 +11,9 @@ from twisted.cred.checkers import (
     AllowAnonymousAccess,
     InMemoryUsernamePasswordDatabaseDontUse,
 )
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from amqptx import AMQPConnection, AuthenticationFailed, ConnectionSettings
@@ -175,3 +177,52 @@ class ServerSASLOverTLSTests(SynchronousTestCase):
         self.assertEqual(server.sasl, None)
         pump.clientIO.abortConnection()
         pump.flush()
+
+
+class HandshakeTimeoutTests(SynchronousTestCase):
+    """
+    The handshake timeout covers SASL and the AMQP Open together.
+    """
+
+    def test_silentAfterHeader(self) -> None:
+        """
+        A client that sends the AMQP header (anonymous, no SASL) and then
+        nothing is closed when the handshake timeout expires, with
+        C{amqp:resource-limit-exceeded}.
+        """
+        from twisted.internet.testing import StringTransport
+
+        from amqptx import ProtocolError
+
+        clock = Clock()
+        server = TestPeer()
+        server.configure(
+            _server(checkers=(AllowAnonymousAccess(),), timeout=5.0), clock
+        )
+        transport = StringTransport()
+        server.makeConnection(transport)
+        server.dataReceived(b"AMQP\x00\x01\x00\x00")
+        clock.advance(4.9)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(0.1)
+        self.assertTrue(transport.disconnecting)
+        server.connectionLost(Failure(ConnectionDone()))
+        failure = self.failureResultOf(server.whenClosed(), ProtocolError)
+        self.assertEqual(failure.value.condition, "amqp:resource-limit-exceeded")
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_openedInTime(self) -> None:
+        """
+        A connection that opens in time leaves no handshake timer.
+        """
+        clock = Clock()
+        client, server = AMQPConnection(), TestPeer()
+        connectPair(
+            server,
+            client,
+            clock,
+            _server(checkers=(AllowAnonymousAccess(),), timeout=5.0),
+            ConnectionSettings(mechanisms=("ANONYMOUS",)),
+        )
+        self.assertTrue(server.opened)
+        self.assertEqual(clock.getDelayedCalls(), [])
