@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from uuid import uuid4
 
 import proton
-from proton import Delivery, Disposition, Endpoint, Event, Message
+from proton import Delivery, Disposition, Endpoint, Event, Message, Terminus
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.error import ConnectionDone, TimeoutError
 from twisted.python.failure import Failure
@@ -50,6 +50,10 @@ __all__ = [
 ]
 
 DEFAULT_QUEUE_LIMIT = 1000
+
+# Session errors after which a recoverable connection reconnects, keeping its
+# links, rather than failing them.
+_TRANSIENT = frozenset(["amqp:internal-error"])
 
 
 class Outcome(Enum):
@@ -210,8 +214,10 @@ class Sender(_Link):
         address: str | None,
         presettled: bool,
         queueLimit: int = DEFAULT_QUEUE_LIMIT,
+        durable: bool = False,
     ) -> None:
         self.address = address
+        self._durable = durable
         self.queueLimit = queueLimit
         self._presettled = presettled
         self._roomWaiters = Waiters()
@@ -224,6 +230,8 @@ class Sender(_Link):
     def _makeLink(self, session: Session) -> Link:
         link = session.sender(self.name)
         link.target.address = self.address  # type: ignore[assignment]
+        if self._durable:
+            link.target.durability = Terminus.CONFIGURATION
         if self._presettled:
             link.snd_settle_mode = proton.Link.SND_SETTLED
         return link
@@ -497,8 +505,10 @@ class Receiver(_Link):
         presettled: bool,
         autoAccept: bool,
         onMessage: Callable[[ReceivedMessage], object] | None = None,
+        durable: bool = False,
     ) -> None:
         self._onMessage = onMessage
+        self._durable = durable
         self._address = address
         self._credit = credit
         self._dynamic = dynamic
@@ -514,6 +524,8 @@ class Receiver(_Link):
             link.source.dynamic = True
         else:
             link.source.address = self._address  # type: ignore[assignment]
+        if self._durable:
+            link.source.durability = Terminus.CONFIGURATION
         if self._presettled:
             link.snd_settle_mode = proton.Link.SND_SETTLED
         return link
@@ -663,6 +675,7 @@ class AMQPConnection(AMQPProtocol):
         name: str | None = None,
         presettled: bool = False,
         queueLimit: int = DEFAULT_QUEUE_LIMIT,
+        durable: bool = False,
     ) -> Deferred[Sender]:
         """
         Attach a new sending link.
@@ -674,11 +687,16 @@ class AMQPConnection(AMQPProtocol):
             instead of waiting for the peer's outcome.
         @param queueLimit: how many messages may wait for credit (see
             L{Sender.whenReady}).
+        @param durable: ask for a durable target (the node's configuration
+            survives a restart of the peer; RabbitMQ then declares a
+            C{/queue/NAME} queue durable).
         @return: a Deferred that fires with the L{Sender} once attached, or
             fails with L{LinkDetached} (the peer refused), L{SessionEnded} or
             the connection's failure.
         """
-        return self._attachSender(address, name, presettled, queueLimit).whenAttached()
+        return self._attachSender(
+            address, name, presettled, queueLimit, durable
+        ).whenAttached()
 
     def _attachSender(
         self,
@@ -686,9 +704,10 @@ class AMQPConnection(AMQPProtocol):
         name: str | None,
         presettled: bool,
         queueLimit: int = DEFAULT_QUEUE_LIMIT,
+        durable: bool = False,
     ) -> Sender:
         sender = Sender(
-            self, name or self._name("sender"), address, presettled, queueLimit
+            self, name or self._name("sender"), address, presettled, queueLimit, durable
         )
         self.flush()
         return sender
@@ -716,6 +735,7 @@ class AMQPConnection(AMQPProtocol):
         autoAccept: bool = False,
         presettled: bool = False,
         onMessage: Callable[[ReceivedMessage], object] | None = None,
+        durable: bool = False,
     ) -> Deferred[Receiver]:
         """
         Attach a new receiving link.
@@ -733,6 +753,7 @@ class AMQPConnection(AMQPProtocol):
             it).
         @param onMessage: a function called with each message as it arrives,
             instead of keeping it for L{Receiver.get}.
+        @param durable: ask for a durable source (see L{sender}).
         @return: a Deferred that fires with the L{Receiver} once attached, or
             fails with L{LinkDetached} (the peer refused), L{SessionEnded} or
             the connection's failure.
@@ -748,6 +769,7 @@ class AMQPConnection(AMQPProtocol):
             presettled,
             autoAccept,
             onMessage,
+            durable,
         )
         self.flush()
         return receiver.whenAttached()
@@ -920,17 +942,30 @@ class AMQPConnection(AMQPProtocol):
 
     def on_session_remote_close(self, event: Event) -> None:
         """
-        The peer ended a session: every link of it ends too.
+        The peer ended a session: every link of it ends too (or, on a
+        L{recoverable} connection after C{amqp:internal-error}, the
+        connection ends and its links wait for the next one).
 
         @param event: proton's event.
         """
         session = eventSession(event)
         name, description, info = conditionFields(session.remote_condition)
+        if self._session == session:
+            self._session = None
+        if name in _TRANSIENT and self.recoverable and not self.closedLocally:
+            # A broker shutting down (RabbitMQ ends its sessions with
+            # amqp:internal-error "shutdown"): end the connection, whose
+            # links then wait for the next one.
+            self._log.info(
+                "The peer ended a session ({condition}: {description}); reconnecting",
+                condition=name,
+                description=description,
+            )
+            self.connection.close()
+            return
         reason = Failure(
             SessionEnded(name, description or "the peer ended the session", info)
         )
-        if self._session == session:
-            self._session = None
         for link in list(self._links.values()):
             if link.link.session == session:
                 link._end(reason)

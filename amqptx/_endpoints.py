@@ -168,12 +168,14 @@ class _OpeningAttempt:
     def _connected(self, protocol: IProtocol) -> None:
         amqp = IAMQPProtocol(protocol)
         self._protocol = amqp
-        amqp.whenOpened().addCallbacks(self._opened, self._failed)
+        # Fire with the protocol the factory built (a wrapper, for
+        # ClientService), not with what it wraps.
+        amqp.whenOpened().addCallbacks(lambda _: self._opened(protocol), self._failed)
 
-    def _opened(self, protocol: IAMQPProtocol) -> None:
+    def _opened(self, protocol: IProtocol) -> None:
         self._stopTimer()
         if not self.result.called:
-            self.result.callback(protocol)
+            self.result.callback(protocol)  # type: ignore[arg-type]
 
     def _failed(self, reason: Failure) -> None:
         self._stopTimer()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gc
 
-from proton import Condition, Disposition, Message
+from proton import Condition, Disposition, Message, Terminus
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import TimeoutError
 from twisted.internet.task import Clock
@@ -709,3 +709,33 @@ class AsyncIterationTests(_Connected):
         self.pump.flush()
         self.assertEqual([m.body for m in got], ["x"])
         self.assertEqual(self.peer.sentOutcomes, [Disposition.ACCEPTED])
+
+
+class DurableTests(_Connected):
+    """
+    Senders and receivers can ask for durable termini.
+    """
+
+    def test_durable(self) -> None:
+        """
+        C{durable=True} asks for a terminus whose configuration survives the
+        peer's restart; by default none.
+        """
+        self.client.sender("durable", durable=True)
+        self.client.sender("plain")
+        self.client.receiver("durable-in", durable=True)
+        self.pump.flush()
+        durability = {}
+        link = self.peer.connection.link_head(0)
+        while link is not None:
+            terminus = link.remote_target if link.is_receiver else link.remote_source
+            durability[terminus.address] = terminus.durability
+            link = link.next(0)
+        self.assertEqual(
+            durability,
+            {
+                "durable": Terminus.CONFIGURATION,
+                "plain": Terminus.NONDURABLE,
+                "durable-in": Terminus.CONFIGURATION,
+            },
+        )

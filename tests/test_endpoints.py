@@ -1628,3 +1628,29 @@ class URLFormSecretTests(SynchronousTestCase):
         for secret in ("se", "cret@host"):
             self.assertNotIn(repr(secret), str(error))
         self.assertNotIn("cret", str(error))
+
+
+class ClientServiceCompositionTests(SynchronousTestCase):
+    """
+    amqptx endpoints work under Twisted's C{ClientService}.
+    """
+
+    def test_clientService(self) -> None:
+        """
+        C{ClientService} over an amqptx endpoint gets the open connection
+        from C{whenConnected}.
+        """
+        from twisted.application.internet import ClientService
+
+        reactor = MemoryReactorClock()
+        serverFromString(reactor, "amqp:5672").listen(_peerFactory())
+        service = ClientService(
+            clientFromString(reactor, "amqp:127.0.0.1:5672"),
+            _connectionFactory(),
+            clock=reactor,
+        )
+        service.startService()
+        self.addCleanup(service.stopService)
+        connected = service.whenConnected()
+        completeConnection(reactor)
+        self.assertIsInstance(self.successResultOf(connected), AMQPConnection)

@@ -1876,3 +1876,53 @@ class ClientServiceTests(_FactoryTestCase):
         service = AMQPClientService(self.endpoint, clock=self.clock)
         service.startService()
         self.assertIsNone(self.successResultOf(service.stopService()))
+
+
+class SessionShutdownTests(_FactoryTestCase):
+    """
+    A broker shutting down ends its sessions first (RabbitMQ: End with
+    C{amqp:internal-error}): a recoverable connection then reconnects with
+    its links rather than failing them.
+    """
+
+    def test_internalErrorReconnects(self) -> None:
+        """
+        After an End with C{amqp:internal-error}, the connection closes, the
+        factory reconnects, and the unsettled message is sent again there.
+        """
+        factory, connector = self.start()
+        connection, peer, pump = self.openConnection(factory)
+        peer.outcome = _holdAll
+        sent = connection.send("q", Message(body=1))
+        pump.flush()
+        session = peer.connection.session_head(0)
+        assert session is not None
+        session.condition = Condition("amqp:internal-error", "shutdown")
+        session.close()
+        peer.flush()
+        pump.flush()
+        self.assertNoResult(sent)
+        self.clock.advance(self.loggedDelays()[-1])
+        connection2, peer2, pump2 = self.openConnection(factory)
+        pump2.flush()
+        self.assertIs(self.successResultOf(sent), Outcome.ACCEPTED)
+        self.assertEqual([m.body for _, m in peer2.received], [1])
+
+    def test_otherConditionFails(self) -> None:
+        """
+        Another condition (C{amqp:not-found}, say) fails the session's links
+        and keeps the connection.
+        """
+        factory, connector = self.start()
+        connection, peer, pump = self.openConnection(factory)
+        peer.outcome = _holdAll
+        sent = connection.send("q", Message(body=1))
+        pump.flush()
+        session = peer.connection.session_head(0)
+        assert session is not None
+        session.condition = Condition("amqp:not-found", "no such queue")
+        session.close()
+        peer.flush()
+        pump.flush()
+        self.failureResultOf(sent, amqptx.SessionEnded)
+        self.assertIsNone(connection._ended)
