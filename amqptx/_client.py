@@ -892,7 +892,12 @@ class AMQPConnection(AMQPProtocol):
             del self._senders[link.address]
 
     def _linkFor(self, event: Event) -> _Link | None:
-        return self._links.get(eventLink(event).name)
+        try:
+            name = eventLink(event).name
+        except UnicodeDecodeError:
+            # Not one of ours: amqptx names its links in ASCII.
+            return None
+        return self._links.get(name)
 
     # proton's handler convention: the protocol dispatches events here.
 

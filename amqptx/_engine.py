@@ -248,7 +248,9 @@ class DeliveryReader:
     """
 
     def __init__(self) -> None:
-        self._partial: dict[tuple[str, str], bytearray] = {}
+        # Keyed by the delivery itself (proton's wrappers hash as their C
+        # object): names and tags from the peer may not even be text.
+        self._partial: dict[Delivery, bytearray] = {}
 
     def read(self, delivery: Delivery) -> bytes | None:
         """
@@ -265,19 +267,18 @@ class DeliveryReader:
         chunk = link.recv(pending) if pending > 0 else b""
         partial = self._partial
         if delivery.aborted:
-            partial.pop((link.name, delivery.tag), None)
+            partial.pop(delivery, None)
             link.advance()
             delivery.settle()
             return None
         if delivery.partial:
-            key = (link.name, delivery.tag)
-            buffer = partial.get(key)
+            buffer = partial.get(delivery)
             if buffer is None:
-                buffer = partial[key] = bytearray()
+                buffer = partial[delivery] = bytearray()
             buffer += chunk or b""
             return None
         if partial:
-            buffer = partial.pop((link.name, delivery.tag), None)
+            buffer = partial.pop(delivery, None)
             if buffer is not None:
                 buffer += chunk or b""
                 chunk = bytes(buffer)
