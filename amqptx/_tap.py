@@ -34,7 +34,7 @@ from zope.interface import implementer
 from ._endpoints import AMQPServerEndpoint
 from ._interfaces import IAMQPProtocol
 from ._sasl import ExternalChecker, SASLConfig
-from .broker import Broker
+from .broker import Broker, BrokerConfig, Permissions
 
 __all__ = ["AMQPServerService", "Options", "makeService"]
 
@@ -74,6 +74,11 @@ class Options(usage.Options, AuthOptionMixin):
     optFlags = [
         ["allow-anonymous", None, "With --auth, let clients in anonymously too."],
         [
+            "no-auto-create",
+            None,
+            "Refuse addresses not declared with --queue (amqp:not-found).",
+        ],
+        [
             "allow-insecure-plain",
             None,
             "Offer SASL PLAIN without TLS (passwords then travel in clear).",
@@ -90,11 +95,46 @@ class Options(usage.Options, AuthOptionMixin):
             "30",
             "Seconds a client has to authenticate and open the connection.",
         ],
+        [
+            "multicast-prefix",
+            None,
+            "topic/",
+            "Addresses starting with it are topics: every receiver gets a copy "
+            "(empty: none).",
+        ],
+        ["dead-letter", None, None, "Where rejected and expired messages go."],
+        [
+            "max-deliveries",
+            None,
+            None,
+            "Failed deliveries after which a message is dead-lettered.",
+        ],
+        [
+            "max-queue-depth",
+            None,
+            None,
+            "Messages a queue holds; senders get no credit beyond.",
+        ],
+        ["max-message-size", None, None, "The largest message accepted, in bytes."],
+        [
+            "permissions",
+            None,
+            None,
+            "A file of who may send to and receive from which addresses.",
+        ],
     ]
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self["listen"] = []
+        self["queues"] = []
+
+    def opt_queue(self, name: str) -> None:
+        """
+        Declare an address at start (repeatable): a queue, or a topic when it
+        starts with the multicast prefix.
+        """
+        self["queues"].append(name)
 
     def opt_listen(self, endpoint: str) -> None:
         """
@@ -116,9 +156,16 @@ class Options(usage.Options, AuthOptionMixin):
         self["handshake-timeout"] = _positive(
             "handshake-timeout", self["handshake-timeout"]
         )
-        for name in ("max-frame-size", "max-connections"):
+        for name in (
+            "max-frame-size",
+            "max-connections",
+            "max-deliveries",
+            "max-queue-depth",
+            "max-message-size",
+        ):
             if self[name] is not None:
                 self[name] = int(_positive(name, self[name], integer=True))
+        self["broker"] = self._brokerConfig()
         from twisted.internet import reactor
 
         endpoints = []
@@ -133,6 +180,27 @@ class Options(usage.Options, AuthOptionMixin):
                 raise usage.UsageError(f"--listen {description!r}: {e}") from None
             endpoints.append(endpoint)
         self["endpoints"] = endpoints
+
+    def _brokerConfig(self) -> BrokerConfig:
+        permissions = None
+        if self["permissions"] is not None:
+            try:
+                permissions = Permissions.fromFile(self["permissions"])
+            except (OSError, ValueError) as e:
+                raise usage.UsageError(f"--permissions: {e}") from None
+        try:
+            return BrokerConfig(
+                autoCreate=not self["no-auto-create"],
+                queues=tuple(self["queues"]),
+                multicastPrefix=self["multicast-prefix"] or None,
+                deadLetterAddress=self["dead-letter"],
+                maxDeliveries=self["max-deliveries"],
+                maxQueueDepth=self["max-queue-depth"],
+                maxMessageSize=self["max-message-size"],
+                permissions=permissions,
+            )
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
 
     def checkers(self) -> tuple[ICredentialsChecker, ...]:
         """
@@ -325,6 +393,11 @@ def makeService(options: dict[str, Any]) -> IService:
     anonymousOnly = all(
         isinstance(checker, AllowAnonymousAccess) for checker in sasl.checkers
     )
+    if anonymousOnly and options["broker"].permissions is not None:
+        _log.warn(
+            "--permissions without --auth: every client is anonymous, so only "
+            "the permissions of 'anonymous' apply"
+        )
     _log.info(
         "amqp-listen: queues in memory (lost at exit); {who}; listening on {endpoints}",
         who=(
@@ -336,7 +409,7 @@ def makeService(options: dict[str, Any]) -> IService:
     )
     return AMQPServerService(
         endpoints,
-        Broker().factory(),
+        Broker(options["broker"], reactor).factory(),
         reactor,
         maxConnections=options["max-connections"],
     )

@@ -13,6 +13,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactorClock, RaisingMemoryReactor
 from twisted.python import usage
+from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from amqptx import (
@@ -25,7 +26,7 @@ from amqptx import (
 )
 from amqptx._sasl import ExternalChecker
 from amqptx._tap import DEFAULT_LISTEN, AMQPServerService, Options, makeService
-from amqptx.broker import Broker
+from amqptx.broker import Broker, BrokerConfig
 from amqptx.testing import IOPump, completeConnection
 
 
@@ -240,3 +241,85 @@ class ServiceTests(SynchronousTestCase):
         ]
         self.assertEqual([s.idleTimeout for s in settings], [30.0, 5.0])
         self.assertEqual([s.containerId for s in settings], ["me", "me"])
+
+
+class BrokerOptionsTests(SynchronousTestCase):
+    """
+    The options of the broker's semantics.
+    """
+
+    def test_defaults(self) -> None:
+        """
+        By default addresses are created on first use and C{topic/} ones are
+        topics, with no limits.
+        """
+        config = _options()["broker"]
+        self.assertEqual(config, BrokerConfig())
+
+    def test_options(self) -> None:
+        """
+        Every option reaches the broker's configuration.
+        """
+        permissions = FilePath(self.mktemp())
+        permissions.setContent(b"alice send orders\n")
+        config = _options(
+            "--no-auto-create",
+            "--queue",
+            "orders",
+            "--queue",
+            "news/x",
+            "--multicast-prefix",
+            "news/",
+            "--dead-letter",
+            "dlq",
+            "--max-deliveries",
+            "3",
+            "--max-queue-depth",
+            "100",
+            "--max-message-size",
+            "65536",
+            "--permissions",
+            permissions.path,
+        )["broker"]
+        self.assertFalse(config.autoCreate)
+        self.assertEqual(config.queues, ("orders", "news/x"))
+        self.assertEqual(config.multicastPrefix, "news/")
+        self.assertEqual(config.deadLetterAddress, "dlq")
+        self.assertEqual(
+            (config.maxDeliveries, config.maxQueueDepth, config.maxMessageSize),
+            (3, 100, 65536),
+        )
+        assert config.permissions is not None
+        self.assertTrue(config.permissions.allows(b"alice", "send", "orders"))
+        self.assertFalse(config.permissions.allows(b"alice", "receive", "orders"))
+
+    def test_noMulticast(self) -> None:
+        """
+        An empty multicast prefix makes every address a queue.
+        """
+        config = _options("--multicast-prefix", "")["broker"]
+        self.assertIsNone(config.multicastPrefix)
+
+    def test_badPermissions(self) -> None:
+        """
+        A malformed permissions file, or a missing one, is a usage error
+        naming the problem.
+        """
+        permissions = FilePath(self.mktemp())
+        permissions.setContent(b"alice write orders\n")
+        error = self.assertRaises(
+            usage.UsageError, _options, "--permissions", permissions.path
+        )
+        self.assertIn("line 1", str(error))
+        error = self.assertRaises(
+            usage.UsageError, _options, "--permissions", "/nonexistent/perms"
+        )
+        self.assertIn("/nonexistent/perms", str(error))
+
+    def test_badLimit(self) -> None:
+        """
+        A limit that is not a positive whole number is a usage error.
+        """
+        for option in ("--max-deliveries", "--max-queue-depth", "--max-message-size"):
+            error = self.assertRaises(usage.UsageError, _options, option, "0")
+            self.assertIn(option, str(error))
