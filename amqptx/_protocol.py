@@ -449,6 +449,15 @@ class AMQPProtocol(Protocol):
         if engine.outputClosed() and not self._disconnecting:
             self._disconnecting = True
             self.transport.loseConnection()  # type: ignore[union-attr]
+        self.flushed()
+
+    def flushed(self) -> None:
+        """
+        Called after each outermost L{flush}: proton's events of the batch
+        are handled and its output written.  Override it to act once per
+        batch (a broker flushes the other connections the batch gave work
+        to, say).
+        """
 
     # --- internals -------------------------------------------------------------------
 

@@ -715,23 +715,15 @@ class BrokerProtocol(AMQPProtocol):
         # name that is not UTF-8 cannot even be read.
         self._consumers: dict[Link, _Consumer] = {}
         self._producers: dict[Link, _Producer] = {}
-        self._flushDepth = 0
 
-    def flush(self) -> None:
+    def flushed(self) -> None:
         """
-        Run proton (see L{AMQPProtocol.flush}); then, unless this is a call
-        nested in one already running, flush the other connections that have
-        something to send because of what happened here (messages for their
+        After a batch of this connection's work, flush the other connections
+        that have something to send because of it (messages for their
         consumers, credit for their senders): once per batch of input rather
         than once per message.
         """
-        self._flushDepth += 1
-        try:
-            super().flush()
-        finally:
-            self._flushDepth -= 1
-        if not self._flushDepth:
-            self.broker._flush(self)
+        self.broker._flush(self)
 
     def on_connection_remote_open(self, event: Event) -> None:
         """
