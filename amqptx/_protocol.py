@@ -46,6 +46,9 @@ __all__ = [
 ]
 
 _UNAUTHORIZED = "amqp:unauthorized-access"
+
+# Seconds to wait for the peer's Close after sending ours.
+CLOSE_TIMEOUT = 5.0
 _HANDSHAKE_TIMEOUT = (
     "amqp:resource-limit-exceeded",
     "the connection did not open within the handshake timeout",
@@ -198,6 +201,7 @@ class AMQPProtocol(Protocol):
         self.avatarId: AvatarId | None = None
         self._refusal: tuple[str, str] | None = None
         self._handshakeTimer: IDelayedCall | None = None
+        self._closeTimer: IDelayedCall | None = None
         self.closedLocally = False
 
     # --- configuration -------------------------------------------------------
@@ -316,6 +320,9 @@ class AMQPProtocol(Protocol):
             self._timer.cancel()
         self._timer = None
         self._stopHandshakeTimer()
+        closeTimer, self._closeTimer = self._closeTimer, None
+        if closeTimer is not None and closeTimer.active():
+            closeTimer.cancel()
         if self.sasl is not None:
             self.sasl.connectionLost()
             self.sasl = None
@@ -447,9 +454,20 @@ class AMQPProtocol(Protocol):
             self._flushing = False
         self._arm(deadline)
         if engine.outputClosed() and not self._disconnecting:
+            if engine.transport.closed or self._error is not None:
+                self._disconnect()
+            elif self._closeTimer is None:
+                # Our Close went out first: wait for the peer's (not long).
+                self._closeTimer = clock.callLater(CLOSE_TIMEOUT, self._disconnect)
+        self.flushed()
+
+    def _disconnect(self) -> None:
+        timer, self._closeTimer = self._closeTimer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        if not self._disconnecting:
             self._disconnecting = True
             self.transport.loseConnection()  # type: ignore[union-attr]
-        self.flushed()
 
     def flushed(self) -> None:
         """
@@ -529,8 +547,6 @@ class AMQPProtocol(Protocol):
                 self._error = ConnectionClosed(name, description, info)
             else:
                 self._error = OpenRefused(name, description, info)
-        if not connection.state & Endpoint.LOCAL_CLOSED:
-            connection.close()
 
     def _transportError(self, event: Event) -> None:
         if self._ended is not None or self._error is not None:
@@ -577,6 +593,12 @@ def _answerEnd(protocol: AMQPProtocol, event: Event) -> None:
         session.close()
 
 
+def _answerClose(protocol: AMQPProtocol, event: Event) -> None:
+    connection = protocol.connection
+    if not connection.state & Endpoint.LOCAL_CLOSED:
+        connection.close()
+
+
 def _answerDetach(protocol: AMQPProtocol, event: Event) -> None:
     link = eventLink(event)
     if not link.state & Endpoint.LOCAL_CLOSED:
@@ -587,6 +609,7 @@ def _answerDetach(protocol: AMQPProtocol, event: Event) -> None:
 # Open, Begin, End and Detach are answered in kind.
 _ANSWERS = {
     Event.CONNECTION_REMOTE_OPEN: AMQPProtocol._answerOpen,
+    Event.CONNECTION_REMOTE_CLOSE: _answerClose,
     Event.SESSION_REMOTE_OPEN: _answerBegin,
     Event.SESSION_REMOTE_CLOSE: _answerEnd,
     Event.LINK_REMOTE_CLOSE: _answerDetach,

@@ -6,7 +6,7 @@ engine, in memory, against proton's engine on the other side.
 
 from __future__ import annotations
 
-from proton import Condition
+from proton import Condition, Endpoint
 from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IProtocol
@@ -27,6 +27,7 @@ from amqptx import (
     OpenRefused,
     ProtocolError,
 )
+from amqptx._protocol import CLOSE_TIMEOUT
 from amqptx.testing import IOPump, TestPeer, connectPair
 
 AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
@@ -142,6 +143,42 @@ class OpenCloseTests(SynchronousTestCase):
         self.assertIsNone(self.successResultOf(server.whenClosed()))
         self.assertEqual(len(reasons), 1)
         self.assertTrue(reasons[0].check(ConnectionDone))
+
+    def test_closeWaitsForPeer(self) -> None:
+        """
+        After sending its Close, a protocol keeps the transport open for the
+        peer's Close (up to C{CLOSE_TIMEOUT} seconds), then drops it.
+        """
+        clock = Clock()
+        client, server, pump = _pair(clock)
+        closed = client.close()
+        # The peer never gets our Close: the pump is not flushed.
+        self.assertFalse(pump.clientIO.disconnecting)
+        clock.advance(CLOSE_TIMEOUT)
+        self.assertTrue(pump.clientIO.disconnecting)
+        pump.flush()
+        self.assertIsNone(self.successResultOf(closed))
+
+    def test_handlerSeesCloseFirst(self) -> None:
+        """
+        The handler sees the peer's Close before the protocol answers it.
+        """
+        states = []
+
+        class Watching:
+            handlers: list[object] = []
+
+            def on_connection_remote_close(self, event: object) -> None:
+                states.append(client.connection.state & Endpoint.LOCAL_CLOSED)
+
+        clock = Clock()
+        client = AMQPProtocol(handler=Watching())
+        server = TestPeer()
+        pump = connectPair(server, client, clock)
+        server.close()
+        pump.flush()
+        self.assertEqual(states, [0])
+        self.assertTrue(client.connection.state & Endpoint.LOCAL_CLOSED)
 
     def test_closeTwice(self) -> None:
         """
