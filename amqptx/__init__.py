@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._client import AMQPConnection, Outcome, ReceivedMessage, Receiver, Sender
     from ._connect import connect
+    from ._container import Container, ContainerService, SSLDomain
     from ._endpoints import AMQPClientEndpoint, AMQPServerEndpoint
     from ._engine import ConnectionSettings
     from ._errors import (
@@ -60,6 +61,8 @@ _WHERE = {
     "AMQPProtocol": "_protocol",
     "AMQPServerEndpoint": "_endpoints",
     "AMQPURL": "_url",
+    "Container": "_container",
+    "ContainerService": "_container",
     "AuthenticationFailed": "_errors",
     "Backoff": "_reconnect",
     "connect": "_connect",
@@ -86,6 +89,7 @@ _WHERE = {
     "ReconnectingAMQPClientFactory": "_reconnect",
     "reconnectPolicy": "_reconnect",
     "Sender": "_client",
+    "SSLDomain": "_container",
     "SendQueueFull": "_errors",
     "SessionEnded": "_errors",
     "TLSError": "_errors",
@@ -101,6 +105,8 @@ __all__ = [
     "AMQPProtocol",
     "AMQPServerEndpoint",
     "AMQPURL",
+    "Container",
+    "ContainerService",
     "AuthenticationFailed",
     "Backoff",
     "connect",
@@ -127,6 +133,7 @@ __all__ = [
     "ReconnectingAMQPClientFactory",
     "reconnectPolicy",
     "Sender",
+    "SSLDomain",
     "SendQueueFull",
     "SessionEnded",
     "TLSError",
