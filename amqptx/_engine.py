@@ -83,17 +83,30 @@ class Engine:
     @ivar settings: the settings the engine was made with.
     """
 
-    def __init__(self, settings: ConnectionSettings) -> None:
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        connection: Connection | None = None,
+        collector: Collector | None = None,
+    ) -> None:
         """
-        Make a proton connection and transport for C{settings}, bound and ready
-        to produce the protocol header.
+        Make a proton transport for C{settings}, bound to a connection and
+        ready to produce the protocol header.
 
         @param settings: what this side says and requires.
+        @param connection: the proton connection to drive (one made before
+            the network connection, as proton's Container does), or L{None}
+            for a new one.
+        @param collector: the collector C{connection} reports its events to,
+            or L{None} for a new one; an engine releases only a collector it
+            made.
         """
         self.settings = settings
-        self.connection = Connection()
-        self.collector = Collector()
-        self.connection.collect(self.collector)
+        self.connection = connection if connection is not None else Connection()
+        self._ownCollector = collector is None
+        self.collector = collector if collector is not None else Collector()
+        if self._ownCollector:
+            self.connection.collect(self.collector)
         server = settings.role == "server"
         self.transport = Transport(Transport.SERVER if server else Transport.CLIENT)
         self._configure(settings)
@@ -107,7 +120,8 @@ class Engine:
         @param settings: what this side says and requires.
         """
         connection, transport = self.connection, self.transport
-        connection.container = settings.containerId or f"amqptx-{uuid4()}"
+        if settings.containerId or not connection.container:
+            connection.container = settings.containerId or f"amqptx-{uuid4()}"
         if settings.hostname is not None:
             connection.hostname = settings.hostname
         if settings.properties:
@@ -234,7 +248,8 @@ class Engine:
         reference cycles; the engine is useless afterwards.
         """
         self.transport.unbind()
-        self.collector.release()
+        if self._ownCollector:
+            self.collector.release()
 
 
 class DeliveryReader:

@@ -258,12 +258,21 @@ class AMQPProtocol(Protocol):
         Start proton: a client sends its header and Open; a server reads
         C{data}, what followed amqptx's SASL exchange.
         """
-        self.engine = Engine(self.settings)
+        self.engine = self.makeEngine()
         if self.settings.role == "client":
             self.engine.connection.open()
         if data:
             self.engine.feed(data)
         self.flush()
+
+    def makeEngine(self) -> Engine:
+        """
+        Make the engine of this connection, when it is made.  Override it to
+        drive a proton connection made beforehand.
+
+        @return: the engine.
+        """
+        return Engine(self.settings)
 
     def _authenticated(self, avatarId: AvatarId, remainder: bytes) -> None:
         self.sasl = None
