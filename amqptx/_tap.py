@@ -116,6 +116,7 @@ class Options(usage.Options, AuthOptionMixin):
             "Messages a queue holds; senders get no credit beyond.",
         ],
         ["max-message-size", None, None, "The largest message accepted, in bytes."],
+        ["max-links", None, "10000", "Links one connection may have at once."],
         [
             "permissions",
             None,
@@ -162,6 +163,7 @@ class Options(usage.Options, AuthOptionMixin):
             "max-deliveries",
             "max-queue-depth",
             "max-message-size",
+            "max-links",
         ):
             if self[name] is not None:
                 self[name] = int(_positive(name, self[name], integer=True))
@@ -197,6 +199,7 @@ class Options(usage.Options, AuthOptionMixin):
                 maxDeliveries=self["max-deliveries"],
                 maxQueueDepth=self["max-queue-depth"],
                 maxMessageSize=self["max-message-size"],
+                maxLinks=self["max-links"],
                 permissions=permissions,
             )
         except ValueError as e:

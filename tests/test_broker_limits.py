@@ -7,9 +7,12 @@ message size.
 from __future__ import annotations
 
 from proton import Message
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
 
-from amqptx import MessageRejected, Outcome
-from amqptx.broker import BrokerConfig
+from amqptx import AMQPConnection, LinkDetached, MessageRejected, Outcome
+from amqptx.broker import Broker, BrokerConfig, BrokerProtocol
+from amqptx.testing import connectPair
 from tests.test_broker import BrokerMixin
 
 
@@ -235,3 +238,37 @@ class MessageSizeTests(BrokerMixin):
         failure = self.failureResultOf(d, MessageRejected)
         self.assertEqual(failure.value.condition, "amqp:link:message-size-exceeded")
         self.assertNotIn("q", self.broker.queues)
+
+
+class LinkLimitTests(SynchronousTestCase):
+    """
+    C{BrokerConfig.maxLinks} bounds the links of one connection.
+    """
+
+    def test_refusedBeyond(self) -> None:
+        """
+        Beyond the limit, an attach is refused on the link with
+        C{amqp:resource-limit-exceeded}; after a detach there is room again,
+        and other connections are not concerned.
+        """
+        clock = Clock()
+        broker = Broker(BrokerConfig(maxLinks=2), clock)
+        client = AMQPConnection()
+        pump = connectPair(BrokerProtocol(broker), client, clock)
+        first = client.sender("a")
+        second = client.receiver("b")
+        third = client.sender("c")
+        pump.flush()
+        failure = self.failureResultOf(third, LinkDetached)
+        self.assertEqual(failure.value.condition, "amqp:resource-limit-exceeded")
+        self.successResultOf(second)
+        self.successResultOf(first).close()
+        pump.flush()
+        again = client.sender("c")
+        pump.flush()
+        self.successResultOf(again)
+        other = AMQPConnection()
+        otherPump = connectPair(BrokerProtocol(broker), other, clock)
+        attached = other.sender("a")
+        otherPump.flush()
+        self.successResultOf(attached)

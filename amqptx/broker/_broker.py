@@ -742,6 +742,14 @@ class BrokerProtocol(AMQPProtocol):
         link = eventLink(event)
         if link.state & Endpoint.LOCAL_ACTIVE:
             return
+        limit = self.broker.config.maxLinks
+        if limit is not None and len(self._consumers) + len(self._producers) >= limit:
+            self._refuse(
+                link,
+                "amqp:resource-limit-exceeded",
+                f"a connection may have at most {limit} links",
+            )
+            return
         if link.is_sender:
             assert isinstance(link, proton.Sender)
             self._attachConsumer(link)

@@ -56,6 +56,9 @@ class BrokerConfig:
         no limit.
     @ivar permissions: who may send to and receive from which addresses, or
         L{None} to let every client use every address.
+    @ivar maxLinks: how many links one connection may have attached at once
+        (each costs the server memory); beyond, an attach is refused on the
+        link with C{amqp:resource-limit-exceeded}.  L{None} for no limit.
     """
 
     autoCreate: bool = True
@@ -66,8 +69,10 @@ class BrokerConfig:
     maxQueueDepth: int | None = None
     maxMessageSize: int | None = None
     permissions: Permissions | None = None
+    maxLinks: int | None = 10_000
 
     def __post_init__(self) -> None:
+        _positive("maxLinks", self.maxLinks)
         _positive("maxDeliveries", self.maxDeliveries)
         _positive("maxQueueDepth", self.maxQueueDepth)
         _positive("maxMessageSize", self.maxMessageSize)
