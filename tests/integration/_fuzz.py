@@ -7,15 +7,10 @@ proton engines (no socket), then broken in many ways; the random ones are
 the same for the same seed.  L{parseAnswer} splits the
 bytes a server wrote into protocol headers and decoded performatives, so
 that a test can check the server's error conditions.
-
-L{Twistd} runs C{twistd -n amqp-listen} as a subprocess for these tests.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from random import Random
@@ -29,16 +24,10 @@ from proton import (
     Described,
     Event,
     Message,
+    Session,
     Transport,
     ulong,
 )
-from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.interfaces import IReactorProcess
-from twisted.internet.protocol import ProcessProtocol
-from twisted.python.failure import Failure
-
-from tests.integration._peers import REPOSITORY_ROOT
 
 __all__ = [
     "AMQP_HEADER",
@@ -58,7 +47,6 @@ __all__ = [
     "Conversation",
     "Performative",
     "Stream",
-    "Twistd",
     "absurdSizes",
     "bitFlips",
     "byteSubstitutions",
@@ -295,6 +283,17 @@ class _Recorder:
         self._sent: set[str] = set()
         self.output = bytearray()
 
+    def openSession(self) -> Session:
+        """
+        Open the client's connection, and a session on it.
+
+        @return: the session.
+        """
+        self.client.open()
+        session = self.client.session()
+        session.open()
+        return session
+
     def settle(self) -> None:
         """
         Move bytes and answer events until nothing happens.
@@ -403,10 +402,7 @@ def recordConversation(
             properties={"fuzzed": True},
         ).encode()
     recorder = _Recorder()
-    client = recorder.client
-    client.open()
-    session = client.session()
-    session.open()
+    session = recorder.openSession()
     sender = session.sender("fuzz-sender")
     sender.target.address = address  # type: ignore[assignment]
     sender.open()
@@ -419,7 +415,7 @@ def recordConversation(
     delivery.settle()
     sender.close()
     session.close()
-    client.close()
+    recorder.client.close()
     recorder.settle()
     return recorder.conversation(
         [None, OPEN, BEGIN, ATTACH, TRANSFER, DETACH, END, CLOSE], 4, FLOW
@@ -441,10 +437,7 @@ def recordConsumer(address: str | None = "fuzz") -> Conversation:
     @return: the client's side of the conversation.
     """
     recorder = _Recorder()
-    client = recorder.client
-    client.open()
-    session = client.session()
-    session.open()
+    session = recorder.openSession()
     receiver = session.receiver("fuzz-receiver")
     if address is None:
         receiver.source.dynamic = True
@@ -461,7 +454,7 @@ def recordConsumer(address: str | None = "fuzz") -> Conversation:
         delivery.settle()
     receiver.close()
     session.close()
-    client.close()
+    recorder.client.close()
     recorder.settle()
     if address is None:
         codes = [None, OPEN, BEGIN, ATTACH, FLOW, DETACH, END, CLOSE]
@@ -891,122 +884,3 @@ def parseAnswer(data: bytes) -> Answer:
         )
         offset += size
     return Answer(tuple(headers), tuple(performatives), data[offset:], empty)
-
-
-# --- twistd ------------------------------------------------------------------------
-
-_TWISTD = "from twisted.scripts.twistd import run; run()"
-"""
-The program C{python -c} runs to be C{twistd} (C{twisted.scripts.twistd}
-has no C{__main__} block).
-"""
-
-_STARTING = re.compile(rb"starting on (\d+)")
-
-
-class Twistd(ProcessProtocol):
-    """
-    C{twistd -n amqp-listen} as a subprocess: its output, its port (from the
-    log's C{starting on PORT}), its process id and its end.
-
-    @ivar listening: fires with the port number, or fails if the process
-        ends first.
-    @ivar ended: fires with L{ProcessDone} or L{ProcessTerminated}.
-    @ivar output: everything the process wrote so far (its log).
-    """
-
-    def __init__(self) -> None:
-        self.listening: Deferred[int] = Deferred()
-        self.ended: Deferred[ProcessDone | ProcessTerminated] = Deferred()
-        self.output = b""
-        self.running = True
-        self.pid: int | None = None
-
-    @classmethod
-    def spawn(cls, reactor: IReactorProcess, *arguments: str) -> Twistd:
-        """
-        Start C{twistd -n amqp-listen ARGUMENTS} in the checkout.
-
-        @param reactor: the reactor.
-        @param arguments: the arguments of C{amqp-listen}.
-        @return: the running process's protocol; call L{stop} when done.
-        """
-        protocol = cls()
-        env = dict(os.environ)
-        path = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = (
-            REPOSITORY_ROOT if not path else REPOSITORY_ROOT + os.pathsep + path
-        )
-        transport = reactor.spawnProcess(
-            protocol,
-            sys.executable,
-            [
-                sys.executable,
-                "-c",
-                _TWISTD,
-                "--nodaemon",
-                "--pidfile=",
-                "--logfile=-",
-                "amqp-listen",
-                *arguments,
-            ],
-            env=env,
-            path=REPOSITORY_ROOT,
-        )
-        protocol.pid = transport.pid
-        return protocol
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-        if not self.listening.called:
-            match = _STARTING.search(self.output)
-            if match is not None:
-                self.listening.callback(int(match.group(1)))
-
-    errReceived = outReceived
-
-    def processEnded(self, reason: Failure) -> None:
-        self.running = False
-        if not self.listening.called:
-            self.listening.errback(
-                RuntimeError(f"twistd ended before listening: {self.text()}")
-            )
-        ended = reason.value
-        assert isinstance(ended, (ProcessDone, ProcessTerminated)), reason
-        self.ended.callback(ended)
-
-    def text(self) -> str:
-        """
-        @return: the process's output so far, as text.
-        """
-        return self.output.decode("utf-8", "replace")
-
-    def rss(self) -> int:
-        """
-        @return: the process's resident memory, in bytes (Linux: from
-            C{/proc/PID/status}).
-        """
-        with open(f"/proc/{self.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        raise RuntimeError(f"no VmRSS for process {self.pid}")
-
-    def openFiles(self) -> int:
-        """
-        @return: how many file descriptors the process holds (Linux).
-        """
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
-
-    def stop(self) -> Deferred[ProcessDone | ProcessTerminated] | None:
-        """
-        Kill the process if it still runs.
-
-        @return: a Deferred that fires once it has ended, or L{None} if it
-            already had.
-        """
-        if not self.running:
-            return None
-        assert self.transport is not None
-        self.transport.signalProcess("KILL")
-        return self.ended

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.integration.test_peers -*-
 """
 Running the independent proton peers, L{tests.integration.proton_server} and
-L{tests.integration.proton_client}, as subprocesses from trial tests.
+L{tests.integration.proton_client}, as subprocesses from trial tests; and
+what the integration tests share to meet their peers.
 
 L{ProtonServer} is synchronous: it blocks only while the server starts (until
 it reports its port) and stops.  A client must not block the reactor when
@@ -9,6 +10,11 @@ the server under test runs in the same process, so L{spawnProtonClient}
 runs it with L{IReactorProcess.spawnProcess} and returns a L{Deferred};
 L{runProtonClient} is the blocking variant for when the server is another
 process.
+
+L{IntegrationTestCase}, the base of the integration tests, starts and
+connects to their servers (a proton server, or amqptx's broker in this
+process) and stops or closes them all when the test ends; small helpers
+(L{theReactor}, L{peerPort}, L{ignoreFailure}...) go with it.
 """
 
 from __future__ import annotations
@@ -25,30 +31,59 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any, TypedDict, cast
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import (
+    IAddress,
     IDelayedCall,
+    IListeningPort,
+    IProtocol,
+    IProtocolFactory,
     IReactorProcess,
     IReactorTime,
+    IStreamClientEndpoint,
 )
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+from zope.interface import implementer
 
+import amqptx
+from amqptx import (
+    AMQPConnection,
+    AMQPProtocol,
+    EndpointConnector,
+    ReconnectingAMQPClientFactory,
+)
+from amqptx.broker import Broker
 from tests._certs import PKI
 
+if TYPE_CHECKING:
+    # In typing itself only from Python 3.11 on.
+    from typing_extensions import Unpack
+
 __all__ = [
+    "ClientOptions",
     "ClientResult",
     "ClientTimeoutError",
+    "IntegrationTestCase",
     "PeerStartupError",
     "ProtonServer",
     "REPOSITORY_ROOT",
+    "TrackingFactory",
+    "checkoutEnvironment",
     "clientArguments",
+    "exitStatus",
     "freePort",
+    "ignoreFailure",
+    "jsonLines",
+    "peerPort",
     "runProtonClient",
     "spawnProtonClient",
+    "theReactor",
 ]
 
 REPOSITORY_ROOT = str(Path(__file__).resolve().parent.parent.parent)
@@ -79,10 +114,14 @@ def freePort() -> int:
         return port
 
 
-def _environment() -> dict[str, str]:
+def checkoutEnvironment() -> dict[str, str]:
+    """
+    @return: the environment for a Python subprocess run in the checkout:
+        this process's, with the checkout first on C{PYTHONPATH} (whatever
+        the caller's path) and output unbuffered.
+    """
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
-    # Make the checkout importable whatever the caller's path.
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = (
         REPOSITORY_ROOT if not path else REPOSITORY_ROOT + os.pathsep + path
@@ -190,7 +229,7 @@ class ProtonServer:
         self._process = subprocess.Popen(
             self._arguments(port),
             cwd=REPOSITORY_ROOT,
-            env=_environment(),
+            env=checkoutEnvironment(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -314,6 +353,28 @@ class ClientTimeoutError(Exception):
         self.result = result
 
 
+_CLIENT_TIMEOUT = 30.0
+"""
+The proton client's default timeout for each operation, in seconds.
+"""
+
+
+class ClientOptions(TypedDict, total=False):
+    """
+    The proton client's options after C{send} and C{receive}: the keyword
+    arguments of L{clientArguments}, which describes them, and so of
+    L{runProtonClient} and L{spawnProtonClient}.
+    """
+
+    ca: str | None
+    user: str | None
+    password: str | None
+    timeout: float
+    request: bool
+    cert: str | None
+    key: str | None
+
+
 def clientArguments(
     url: str,
     address: str,
@@ -322,7 +383,7 @@ def clientArguments(
     ca: str | None = None,
     user: str | None = None,
     password: str | None = None,
-    timeout: float = 30.0,
+    timeout: float = _CLIENT_TIMEOUT,
     request: bool = False,
     cert: str | None = None,
     key: str | None = None,
@@ -372,19 +433,54 @@ def clientArguments(
     return arguments
 
 
-def _result(exitCode: int, stdout: bytes, stderr: bytes) -> ClientResult:
-    bodies: list[str] = []
-    correlationIds: list[str] = []
-    done = False
+def jsonLines(stdout: bytes, stderr: bytes) -> tuple[list[Any], str]:
+    """
+    Read the output of a client that prints a JSON object a line (the proton
+    client, and rhea's in L{tests.integration.test_rhea}).
+
+    @param stdout: what it wrote to standard output.
+    @param stderr: what it wrote to standard error.
+    @return: the objects, in order; and its standard error as text, with a
+        note of each output line that is neither blank nor JSON.
+    """
+    records: list[Any] = []
     stderrText = stderr.decode("utf-8", "replace")
     for line in stdout.decode("utf-8", "replace").splitlines():
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            records.append(json.loads(line))
         except ValueError:
             stderrText += f"\n[unexpected output line: {line!r}]"
-            continue
+    return records, stderrText
+
+
+def exitStatus(reason: Failure) -> int:
+    """
+    @param reason: why a process ended, as its protocol's C{processEnded}
+        is told.
+    @return: its exit status: negative for the signal that killed it, -1
+        for a reason that is neither L{ProcessDone} nor
+        L{ProcessTerminated}.
+    """
+    value = reason.value
+    if isinstance(value, ProcessTerminated):
+        if value.exitCode is not None:
+            return int(value.exitCode)
+        if value.signal is not None:
+            return -int(value.signal)
+        return 0
+    if isinstance(value, ProcessDone):
+        return 0
+    return -1
+
+
+def _result(exitCode: int, stdout: bytes, stderr: bytes) -> ClientResult:
+    bodies: list[str] = []
+    correlationIds: list[str] = []
+    done = False
+    records, stderrText = jsonLines(stdout, stderr)
+    for record in records:
         if "body" in record:
             bodies.append(str(record["body"]))
             if "correlation_id" in record:
@@ -402,13 +498,7 @@ def runProtonClient(
     address: str,
     send: int = 0,
     receive: int = 0,
-    ca: str | None = None,
-    user: str | None = None,
-    password: str | None = None,
-    timeout: float = 30.0,
-    request: bool = False,
-    cert: str | None = None,
-    key: str | None = None,
+    **options: Unpack[ClientOptions],
 ) -> ClientResult:
     """
     Run the proton client to completion, blocking.
@@ -420,14 +510,13 @@ def runProtonClient(
     @raise ClientTimeoutError: If it did not exit within C{timeout} (plus a
         grace period); it is killed.
     """
-    arguments = clientArguments(
-        url, address, send, receive, ca, user, password, timeout, request, cert, key
-    )
+    arguments = clientArguments(url, address, send, receive, **options)
+    timeout = options.get("timeout", _CLIENT_TIMEOUT)
     try:
         completed = subprocess.run(
             arguments,
             cwd=REPOSITORY_ROOT,
-            env=_environment(),
+            env=checkoutEnvironment(),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=timeout + _GRACE,
@@ -467,15 +556,9 @@ class _ClientProtocol(ProcessProtocol):
     def processEnded(self, reason: Failure) -> None:
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
-        exitCode = 0
-        if isinstance(reason.value, ProcessTerminated):
-            if reason.value.exitCode is not None:
-                exitCode = reason.value.exitCode
-            elif reason.value.signal is not None:
-                exitCode = -reason.value.signal
-        elif not isinstance(reason.value, ProcessDone):
-            exitCode = -1
-        result = _result(exitCode, b"".join(self._stdout), b"".join(self._stderr))
+        result = _result(
+            exitStatus(reason), b"".join(self._stdout), b"".join(self._stderr)
+        )
         if self._finished.called:
             return
         if self.timedOut is not None:
@@ -496,13 +579,7 @@ def spawnProtonClient(
     address: str,
     send: int = 0,
     receive: int = 0,
-    ca: str | None = None,
-    user: str | None = None,
-    password: str | None = None,
-    timeout: float = 30.0,
-    request: bool = False,
-    cert: str | None = None,
-    key: str | None = None,
+    **options: Unpack[ClientOptions],
 ) -> Deferred[ClientResult]:
     """
     Run the proton client without blocking the reactor.
@@ -517,9 +594,8 @@ def spawnProtonClient(
         Cancelling it kills the client.
     """
     clock = IReactorTime(reactor)
-    arguments = clientArguments(
-        url, address, send, receive, ca, user, password, timeout, request, cert, key
-    )
+    arguments = clientArguments(url, address, send, receive, **options)
+    timeout = options.get("timeout", _CLIENT_TIMEOUT)
 
     def cancel(d: Deferred[ClientResult]) -> None:
         protocol.kill()
@@ -530,7 +606,7 @@ def spawnProtonClient(
         protocol,
         sys.executable,
         arguments,
-        env=_environment(),
+        env=checkoutEnvironment(),
         path=REPOSITORY_ROOT,
     )
 
@@ -540,3 +616,186 @@ def spawnProtonClient(
 
     protocol.timer = clock.callLater(timeout + _GRACE, expire)
     return finished
+
+
+def theReactor() -> Any:
+    """
+    @return: the global reactor, imported only when a test runs (after trial
+        has installed the one it was asked for).
+    """
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def ignoreFailure(reason: Failure) -> None:
+    """
+    Swallow a failure: of a cleanup that may find the work already done, or
+    of a connection that ended as the test wanted.
+    """
+
+
+def peerPort(connection: AMQPConnection) -> int:
+    """
+    @param connection: an open connection.
+    @return: the port of the server it is connected to.
+    """
+    assert connection.transport is not None
+    port: int = connection.transport.getPeer().port  # type: ignore[attr-defined]
+    return port
+
+
+@implementer(IProtocolFactory)
+class TrackingFactory:
+    """
+    Wraps a factory of AMQP protocols and remembers every protocol it built,
+    so that a test can wait for the server's side of every connection to end.
+    """
+
+    def __init__(self, wrapped: IProtocolFactory) -> None:
+        self._wrapped = wrapped
+        self.protocols: list[AMQPProtocol] = []
+
+    def doStart(self) -> None:
+        self._wrapped.doStart()
+
+    def doStop(self) -> None:
+        self._wrapped.doStop()
+
+    def buildProtocol(self, addr: IAddress) -> IProtocol | None:
+        protocol = self._wrapped.buildProtocol(addr)
+        if isinstance(protocol, AMQPProtocol):
+            self.protocols.append(protocol)
+        return protocol
+
+    def whenAllClosed(self) -> Deferred[None]:
+        """
+        @return: a Deferred that fires once every connection built so far has
+            ended, however it ended.
+        """
+        waiting = [
+            protocol.whenClosed().addErrback(ignoreFailure)
+            for protocol in self.protocols
+        ]
+        return gatherResults(waiting).addCallback(lambda _: None)
+
+
+class IntegrationTestCase(TestCase):
+    """
+    Base of the integration tests: starts servers (a proton server, or
+    amqptx's broker in this process), connects clients, and stops or closes
+    all of them when the test ends.
+    """
+
+    timeout = 120
+
+    def startProtonServer(
+        self, tls: PKI | None = None, requireClientCertificate: bool = False
+    ) -> ProtonServer:
+        """
+        Start a proton server, stopped when the test ends.
+
+        @param tls: the PKI to serve C{amqps} with, or L{None} for C{amqp}.
+        @param requireClientCertificate: whether clients must present a
+            certificate (needs C{tls}).
+        @return: the running server.
+        """
+        server = ProtonServer(tls, requireClientCertificate)
+        server.start()
+        self.addCleanup(server.stop)
+        return server
+
+    async def listen(
+        self, description: str = "amqp:0:interface=127.0.0.1"
+    ) -> tuple[int, Broker]:
+        """
+        Serve a new L{Broker} in this process on a server endpoint; the port
+        is closed, and every server connection has ended, when the test
+        ends.
+
+        @param description: the server endpoint string (with port 0); by
+            default, plain C{amqp} on a free loopback port.
+        @return: the port it listens on, and the broker.
+        """
+        broker = Broker()
+        factory = TrackingFactory(broker.factory())
+        port: IListeningPort = await serverFromString(theReactor(), description).listen(
+            factory
+        )
+        self.addCleanup(factory.whenAllClosed)
+        self.addCleanup(port.stopListening)
+        number: int = port.getHost().port  # type: ignore[attr-defined]
+        return number, broker
+
+    async def connect(self, url: str) -> AMQPConnection:
+        """
+        Connect an amqptx client with L{amqptx.connect}, closed when the test
+        ends.
+
+        @param url: the connection URL.
+        @return: the open connection.
+        """
+        connection = await amqptx.connect(theReactor(), url)
+        self.addCleanup(lambda: connection.close().addErrback(ignoreFailure))
+        return connection
+
+    async def connectEndpoint(
+        self, endpoint: str | IStreamClientEndpoint
+    ) -> AMQPConnection:
+        """
+        Connect an amqptx client through a client endpoint, closed when the
+        test ends.
+
+        @param endpoint: the endpoint, or its description string.
+        @return: the open connection.
+        """
+        if isinstance(endpoint, str):
+            target = clientFromString(theReactor(), endpoint)
+        else:
+            target = endpoint
+        connected = await target.connect(Factory.forProtocol(AMQPConnection))
+        connection = cast(AMQPConnection, connected)
+        self.addCleanup(lambda: connection.close().addErrback(ignoreFailure))
+        return connection
+
+    async def failureOf(
+        self, d: Deferred[Any], *expected: type[BaseException]
+    ) -> BaseException:
+        """
+        Wait for C{d} to fail with one of C{expected}.
+
+        @param d: the Deferred.
+        @param expected: the exception types allowed.
+        @return: the exception.
+        """
+        try:
+            result = await d
+        except expected as e:
+            return e
+        raise self.failureException(
+            f"expected a failure with one of {expected}, got the result {result!r}"
+        )
+
+    def reconnecting(self, endpoint: Any) -> ReconnectingAMQPClientFactory:
+        """
+        Connect through C{endpoint} with a reconnecting factory (the default
+        policy: 0, 0.1, 0.2 ... 10 seconds) and an L{EndpointConnector},
+        which stops reconnecting and closes its connection when the test
+        ends.
+
+        @param endpoint: the client endpoint.
+        @return: the factory.
+        """
+        factory = ReconnectingAMQPClientFactory()
+        EndpointConnector(endpoint, factory).connect()
+
+        def stop() -> Deferred[None] | None:
+            factory.stopTrying()
+            connection = factory.connection
+            if connection is None:
+                return None
+            closed: Deferred[None] = connection.close()
+            return closed.addErrback(ignoreFailure)
+
+        self.addCleanup(stop)
+        return factory

@@ -12,51 +12,31 @@ C{"recovery"} event.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from proton import Message
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.protocol import Factory
 from twisted.internet.testing import EventLoggingObserver
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger, globalLogPublisher
-from twisted.python.failure import Failure
-from twisted.trial.unittest import TestCase
 
 from amqptx import AMQPClientEndpoint, AMQPConnection, Outcome
 from amqptx._failover import AMQPFailoverEndpoint
-from amqptx._reconnect import EndpointConnector, ReconnectingAMQPClientFactory
-from tests.integration._peers import ProtonServer, freePort
+from amqptx._reconnect import ReconnectingAMQPClientFactory
+from tests.integration._peers import (
+    IntegrationTestCase,
+    freePort,
+    ignoreFailure,
+    peerPort,
+    theReactor,
+)
 from tests.integration._rabbitmq import requireRabbitMQ, sharedNode
 
 _log = Logger()
 _FACTORY = "amqptx._reconnect.ReconnectingAMQPClientFactory"
 
 
-def _reactor() -> Any:
-    from twisted.internet import reactor
-
-    return reactor
-
-
-def _ignore(reason: Failure) -> None:
-    """
-    Swallow a failure (of a cleanup that may find the work already done, or
-    of a connection that ended as the test wanted).
-    """
-
-
-def _peerPort(connection: AMQPConnection) -> int:
-    """
-    @param connection: an open connection.
-    @return: the port of the server it is connected to.
-    """
-    assert connection.transport is not None
-    port: int = connection.transport.getPeer().port  # type: ignore[attr-defined]
-    return port
-
-
-class _ReconnectTestCase(TestCase):
+class _ReconnectTestCase(IntegrationTestCase):
     """
     Starts what a test needs and stops all of it afterwards.
     """
@@ -64,6 +44,7 @@ class _ReconnectTestCase(TestCase):
     timeout = 60
 
     def setUp(self) -> None:
+        super().setUp()
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
     def attemptsSince(self, index: int) -> int:
@@ -79,42 +60,6 @@ class _ReconnectTestCase(TestCase):
             and event["log_format"].startswith("Connecting")
         )
 
-    def startServer(self) -> ProtonServer:
-        """
-        Start a proton server, stopped when the test ends.
-
-        @return: the running server.
-        """
-        server = ProtonServer()
-        server.start()
-        self.addCleanup(server.stop)
-        return server
-
-    def reconnecting(
-        self, endpoint: Any
-    ) -> tuple[ReconnectingAMQPClientFactory, EndpointConnector]:
-        """
-        Connect through C{endpoint} with a reconnecting factory, which stops
-        (and closes its connection) when the test ends.
-
-        @param endpoint: the client endpoint.
-        @return: the factory and its connector.
-        """
-        factory = ReconnectingAMQPClientFactory()
-        connector = EndpointConnector(endpoint, factory)
-        connector.connect()
-
-        def stop() -> Deferred[None] | None:
-            factory.stopTrying()
-            connection = factory.connection
-            if connection is None:
-                return None
-            closed: Deferred[None] = connection.close()
-            return closed.addErrback(_ignore)
-
-        self.addCleanup(stop)
-        return factory, connector
-
     def reconnection(
         self, factory: ReconnectingAMQPClientFactory, connection: AMQPConnection
     ) -> tuple[Deferred[AMQPConnection], dict[str, float]]:
@@ -127,7 +72,7 @@ class _ReconnectTestCase(TestCase):
             dictionary where the reactor's time of the loss (C{"lost"}) and
             of the new connection (C{"reconnected"}) are recorded.
         """
-        reactor = _reactor()
+        reactor = theReactor()
         times: dict[str, float] = {}
 
         def reconnected(new: AMQPConnection) -> AMQPConnection:
@@ -139,7 +84,7 @@ class _ReconnectTestCase(TestCase):
             return factory.whenConnected().addCallback(reconnected)
 
         closed: Deferred[Any] = connection.whenClosed()
-        return closed.addErrback(_ignore).addCallback(lost), times
+        return closed.addErrback(ignoreFailure).addCallback(lost), times
 
     async def sendOne(self, connection: AMQPConnection, body: str) -> None:
         """
@@ -163,15 +108,12 @@ class ProtonFailoverTests(_ReconnectTestCase):
         second.
         """
         closed = freePort()
-        server = self.startServer()
+        server = self.startProtonServer()
         endpoint = AMQPFailoverEndpoint.fromURLs(
-            _reactor(), [f"amqp://127.0.0.1:{closed}", server.url], policy=False
+            theReactor(), [f"amqp://127.0.0.1:{closed}", server.url], policy=False
         )
-        connection = cast(
-            AMQPConnection, await endpoint.connect(Factory.forProtocol(AMQPConnection))
-        )
-        self.addCleanup(lambda: connection.close().addErrback(_ignore))
-        self.assertEqual(_peerPort(connection), server.port)
+        connection = await self.connectEndpoint(endpoint)
+        self.assertEqual(peerPort(connection), server.port)
         await self.sendOne(connection, "hello")
 
     async def test_serverStopsMidStream(self) -> None:
@@ -181,15 +123,15 @@ class ProtonFailoverTests(_ReconnectTestCase):
         L{EndpointConnector} over the failover endpoint gets a new open
         connection to the other server.
         """
-        reactor = _reactor()
-        first, second = self.startServer(), self.startServer()
-        factory, connector = self.reconnecting(
+        reactor = theReactor()
+        first, second = self.startProtonServer(), self.startProtonServer()
+        factory = self.reconnecting(
             AMQPFailoverEndpoint.fromURLs(
                 reactor, [first.url, second.url], policy=False, timeout=5
             )
         )
         connection: AMQPConnection = await factory.whenConnected()
-        self.assertEqual(_peerPort(connection), first.port)
+        self.assertEqual(peerPort(connection), first.port)
         await self.sendOne(connection, "before")
         sends = [
             connection.send("failover-q", Message(body=f"in-flight-{index}"))
@@ -206,7 +148,7 @@ class ProtonFailoverTests(_ReconnectTestCase):
         again = await reconnection
         self.assertIsNot(again, connection)
         self.assertTrue(again.opened)
-        self.assertEqual(_peerPort(again), second.port)
+        self.assertEqual(peerPort(again), second.port)
         await self.sendOne(again, "after")
         results = await inFlight
         accepted = sum(1 for ok, outcome in results if ok)
@@ -241,8 +183,8 @@ class RabbitMQReconnectTests(_ReconnectTestCase):
         the broker restarts (the restart runs in a thread, so the factory
         keeps trying on the reactor meanwhile).
         """
-        reactor = _reactor()
-        factory, connector = self.reconnecting(
+        reactor = theReactor()
+        factory = self.reconnecting(
             AMQPClientEndpoint.fromURL(reactor, self.node.url, timeout=5)
         )
         connection: AMQPConnection = await factory.whenConnected()
@@ -254,7 +196,7 @@ class RabbitMQReconnectTests(_ReconnectTestCase):
         restarted = reactor.seconds()
         again = await reconnection
         self.assertIsNot(again, connection)
-        self.assertEqual(_peerPort(again), self.node.port)
+        self.assertEqual(peerPort(again), self.node.port)
         await self.sendOne(again, "after")
         _log.info(
             "recovery (RabbitMQ restart): {afterLoss:.3f} s from the loss to "

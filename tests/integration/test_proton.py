@@ -9,90 +9,28 @@ the broker on python-qpid-proton's own C{Container}
 from __future__ import annotations
 
 import socket
-from typing import Any
 
 from proton import Message
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import gatherResults
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory
-from twisted.python.failure import Failure
-from twisted.trial.unittest import TestCase
 
 import amqptx
 from amqptx import AMQPConnection, Outcome
-from tests._certs import PKI, sharedPKI
-from tests.integration._peers import ProtonServer
-
-
-def _reactor() -> Any:
-    from twisted.internet import reactor
-
-    return reactor
+from tests._certs import sharedPKI
+from tests.integration._peers import IntegrationTestCase, theReactor
 
 
 def _bodies(count: int, prefix: str = "message") -> list[str]:
     return [f"{prefix}-{index}" for index in range(count)]
 
 
-def _ignore(reason: Failure) -> None:
-    """
-    Swallow a failure (of a cleanup that may find the work already done).
-    """
-
-
-class _ProtonServerTestCase(TestCase):
+class _ProtonServerTestCase(IntegrationTestCase):
     """
     Base for tests that run the proton server and connect amqptx clients to
     it; every server and connection started is stopped when the test ends.
     """
-
-    timeout = 120
-
-    def startServer(self, tls: PKI | None = None) -> ProtonServer:
-        """
-        Start a proton server, stopped when the test ends.
-
-        @param tls: the PKI to serve C{amqps} with, or L{None} for C{amqp}.
-        @return: the running server.
-        """
-        server = ProtonServer(tls=tls)
-        server.start()
-        self.addCleanup(server.stop)
-        return server
-
-    async def connect(self, description: str) -> AMQPConnection:
-        """
-        Connect an amqptx client through an endpoint description string,
-        closed when the test ends.
-
-        @param description: the client endpoint string.
-        @return: the open connection.
-        """
-        endpoint = clientFromString(_reactor(), description)
-        connection: AMQPConnection = await endpoint.connect(
-            Factory.forProtocol(AMQPConnection)
-        )
-        self.addCleanup(lambda: connection.close().addErrback(_ignore))
-        return connection
-
-    async def failureOf(
-        self, d: Deferred[Any], *expected: type[BaseException]
-    ) -> BaseException:
-        """
-        Wait for C{d} to fail with one of C{expected}.
-
-        @param d: the Deferred.
-        @param expected: the exception types allowed.
-        @return: the exception.
-        """
-        try:
-            result = await d
-        except expected as e:
-            return e
-        raise self.failureException(
-            f"expected a failure with one of {expected}, got the result {result!r}"
-        )
 
     async def sendAndReceive(
         self, connection: AMQPConnection, address: str, bodies: list[str]
@@ -129,8 +67,8 @@ class ProtonServerAMQPTests(_ProtonServerTestCase):
         One hundred messages sent to an address are all accepted, then come
         back from it in order; the connection then closes cleanly.
         """
-        server = self.startServer()
-        connection = await self.connect(f"amqp:127.0.0.1:{server.port}")
+        server = self.startProtonServer()
+        connection = await self.connectEndpoint(f"amqp:127.0.0.1:{server.port}")
         await self.sendAndReceive(connection, "q", _bodies(100))
         await connection.close()
 
@@ -139,8 +77,8 @@ class ProtonServerAMQPTests(_ProtonServerTestCase):
         A message the peer rejects fails with L{amqptx.MessageRejected},
         carrying the peer's condition and description.
         """
-        server = self.startServer()
-        connection = await self.connect(f"amqp:127.0.0.1:{server.port}")
+        server = self.startProtonServer()
+        connection = await self.connectEndpoint(f"amqp:127.0.0.1:{server.port}")
         error = await self.failureOf(
             connection.send("reject/x", Message(body="no")), amqptx.MessageRejected
         )
@@ -152,8 +90,8 @@ class ProtonServerAMQPTests(_ProtonServerTestCase):
         """
         A message the peer releases fails with L{amqptx.MessageReleased}.
         """
-        server = self.startServer()
-        connection = await self.connect(f"amqp:127.0.0.1:{server.port}")
+        server = self.startProtonServer()
+        connection = await self.connectEndpoint(f"amqp:127.0.0.1:{server.port}")
         await self.failureOf(
             connection.send("release/x", Message(body="no")), amqptx.MessageReleased
         )
@@ -163,8 +101,8 @@ class ProtonServerAMQPTests(_ProtonServerTestCase):
         A message the peer settles as I{modified} fails with
         L{amqptx.MessageModified}, carrying the peer's flags.
         """
-        server = self.startServer()
-        connection = await self.connect(f"amqp:127.0.0.1:{server.port}")
+        server = self.startProtonServer()
+        connection = await self.connectEndpoint(f"amqp:127.0.0.1:{server.port}")
         error = await self.failureOf(
             connection.send("modify/x", Message(body="no")), amqptx.MessageModified
         )
@@ -177,8 +115,8 @@ class ProtonServerAMQPTests(_ProtonServerTestCase):
         Refused messages leave the connection (and a sender to another
         address) working.
         """
-        server = self.startServer()
-        connection = await self.connect(f"amqp:127.0.0.1:{server.port}")
+        server = self.startProtonServer()
+        connection = await self.connectEndpoint(f"amqp:127.0.0.1:{server.port}")
         await self.failureOf(
             connection.send("reject/y", Message(body="no")), amqptx.MessageRejected
         )
@@ -190,8 +128,8 @@ class ProtonServerAMQPTests(_ProtonServerTestCase):
         the condition C{amqp:not-found}, and so does a message sent on it;
         the connection stays usable.
         """
-        server = self.startServer()
-        connection = await self.connect(f"amqp:127.0.0.1:{server.port}")
+        server = self.startProtonServer()
+        connection = await self.connectEndpoint(f"amqp:127.0.0.1:{server.port}")
         error = await self.failureOf(connection.sender("detach/x"), amqptx.LinkDetached)
         assert isinstance(error, amqptx.LinkDetached)
         self.assertEqual(error.condition, "amqp:not-found")
@@ -207,8 +145,8 @@ class ProtonServerAMQPTests(_ProtonServerTestCase):
         A receiver the peer refuses fails with L{amqptx.LinkDetached} carrying
         the condition C{amqp:not-found}.
         """
-        server = self.startServer()
-        connection = await self.connect(f"amqp:127.0.0.1:{server.port}")
+        server = self.startProtonServer()
+        connection = await self.connectEndpoint(f"amqp:127.0.0.1:{server.port}")
         error = await self.failureOf(
             connection.receiver("detach/x"), amqptx.LinkDetached
         )
@@ -221,8 +159,8 @@ class ProtonServerAMQPTests(_ProtonServerTestCase):
         A request sent to C{echo} with the address of a dynamic receiver as
         its C{reply-to} is answered there, with its correlation id.
         """
-        server = self.startServer()
-        connection = await self.connect(f"amqp:127.0.0.1:{server.port}")
+        server = self.startProtonServer()
+        connection = await self.connectEndpoint(f"amqp:127.0.0.1:{server.port}")
         replies = await connection.receiver(None, dynamic=True)
         replyTo = replies.address
         assert replyTo is not None
@@ -252,7 +190,7 @@ class ProtonServerAMQPTests(_ProtonServerTestCase):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
             held.bind(("127.0.0.1", 0))
             port = held.getsockname()[1]
-            endpoint = clientFromString(_reactor(), f"amqp:127.0.0.1:{port}")
+            endpoint = clientFromString(theReactor(), f"amqp:127.0.0.1:{port}")
             await self.failureOf(
                 endpoint.connect(Factory.forProtocol(AMQPConnection)),
                 ConnectionRefusedError,
@@ -267,14 +205,14 @@ class ProtonServerTLSTests(_ProtonServerTestCase):
 
     def setUp(self) -> None:
         self.pki = sharedPKI()
-        self.server = self.startServer(tls=self.pki)
+        self.server = self.startProtonServer(tls=self.pki)
 
     async def test_hostName(self) -> None:
         """
         With the test authority as trust root, the client connects to
         C{localhost} over TLS, and sends and receives.
         """
-        connection = await self.connect(
+        connection = await self.connectEndpoint(
             f"amqps:localhost:{self.server.port}:trustRoots={self.pki.caCert}"
         )
         await self.sendAndReceive(connection, "tls", _bodies(10))
@@ -285,7 +223,7 @@ class ProtonServerTLSTests(_ProtonServerTestCase):
         Connecting to C{127.0.0.1} verifies the certificate's IP address
         subject alternative name.
         """
-        connection = await self.connect(
+        connection = await self.connectEndpoint(
             f"amqps:127.0.0.1:{self.server.port}:trustRoots={self.pki.caCert}"
         )
         await self.sendAndReceive(connection, "tls-ip", _bodies(3))
@@ -296,7 +234,7 @@ class ProtonServerTLSTests(_ProtonServerTestCase):
         connection attempt with L{amqptx.TLSError}.
         """
         endpoint = clientFromString(
-            _reactor(),
+            theReactor(),
             f"amqps:localhost:{self.server.port}:trustRoots={self.pki.wrongCA}",
         )
         await self.failureOf(
@@ -312,17 +250,16 @@ class ProtonServerClientCertificateTests(_ProtonServerTestCase):
 
     def setUp(self) -> None:
         self.pki = sharedPKI()
-        server = ProtonServer(tls=self.pki, requireClientCertificate=True)
-        server.start()
-        self.addCleanup(server.stop)
-        self.server = server
+        self.server = self.startProtonServer(
+            tls=self.pki, requireClientCertificate=True
+        )
 
     async def test_external(self) -> None:
         """
         With a client certificate and no user, the client uses EXTERNAL by
         default, and sends and receives.
         """
-        connection = await self.connect(
+        connection = await self.connectEndpoint(
             f"amqps:localhost:{self.server.port}:trustRoots={self.pki.caCert}"
             f":certificate={self.pki.clientCert}:privateKey={self.pki.clientKey}"
         )
@@ -336,7 +273,7 @@ class ProtonServerClientCertificateTests(_ProtonServerTestCase):
         refusal comes after the handshake, with L{amqptx.AMQPConnectionLost}.
         """
         endpoint = clientFromString(
-            _reactor(),
+            theReactor(),
             f"amqps:localhost:{self.server.port}:trustRoots={self.pki.caCert}",
         )
         await self.failureOf(

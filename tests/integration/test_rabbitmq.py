@@ -17,15 +17,15 @@ import uuid
 from typing import Any
 
 from proton import Message
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import gatherResults
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.protocol import Factory
-from twisted.python.failure import Failure
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import SkipTest
 
 import amqptx
 from amqptx import AMQPConnection, Outcome
 from tests._certs import sharedPKI
+from tests.integration._peers import IntegrationTestCase, theReactor
 from tests.integration._rabbitmq import RabbitMQNode, requireRabbitMQ, sharedNode
 
 _THOUSAND = 1000
@@ -33,24 +33,11 @@ _IN_FLIGHT = 100
 _ATTACH_TIMEOUT = 10
 
 
-def _reactor() -> Any:
-    from twisted.internet import reactor
-
-    return reactor
-
-
-def _ignore(reason: Failure) -> None:
-    """
-    Swallow a failure (of a cleanup that may find the work already done).
-    """
-
-
-class RabbitMQTests(TestCase):
+class RabbitMQTests(IntegrationTestCase):
     """
     The amqptx client against RabbitMQ 3.10's AMQP 1.0 plugin.
     """
 
-    timeout = 120
     node: RabbitMQNode
 
     def setUp(self) -> None:
@@ -64,39 +51,6 @@ class RabbitMQTests(TestCase):
         @return: the name of a queue no other test uses.
         """
         return f"amqptx-{stem}-{uuid.uuid4().hex[:12]}"
-
-    async def connect(self, description: str) -> AMQPConnection:
-        """
-        Connect through a client endpoint string, closing the connection when
-        the test ends.
-
-        @param description: the endpoint string.
-        @return: the open connection.
-        """
-        endpoint = clientFromString(_reactor(), description)
-        connection: AMQPConnection = await endpoint.connect(
-            Factory.forProtocol(AMQPConnection)
-        )
-        self.addCleanup(lambda: connection.close().addErrback(_ignore))
-        return connection
-
-    async def failureOf(
-        self, d: Deferred[Any], *expected: type[BaseException]
-    ) -> BaseException:
-        """
-        Wait for C{d} to fail with one of C{expected}.
-
-        @param d: the Deferred.
-        @param expected: the exception types allowed.
-        @return: the exception.
-        """
-        try:
-            result = await d
-        except expected as e:
-            return e
-        raise self.failureException(
-            f"expected a failure with one of {expected}, got the result {result!r}"
-        )
 
     async def sendAll(
         self, connection: AMQPConnection, address: str, bodies: list[str]
@@ -157,7 +111,7 @@ class RabbitMQTests(TestCase):
         are accepted, then received back in order; the connection closes
         cleanly.
         """
-        connection = await self.connect(f"amqp:127.0.0.1:{self.node.port}")
+        connection = await self.connectEndpoint(f"amqp:127.0.0.1:{self.node.port}")
         await self.roundTrip(connection, _THOUSAND)
         await connection.close()
 
@@ -166,7 +120,7 @@ class RabbitMQTests(TestCase):
         A thousand sends started at once wait for RabbitMQ's credit, go out
         in order and are all accepted.
         """
-        connection = await self.connect(f"amqp:127.0.0.1:{self.node.port}")
+        connection = await self.connectEndpoint(f"amqp:127.0.0.1:{self.node.port}")
         address = f"/queue/{self.queue('at-once')}"
         bodies = [f"burst-{index}" for index in range(_THOUSAND)]
         outcomes = await gatherResults(
@@ -180,7 +134,7 @@ class RabbitMQTests(TestCase):
         SASL PLAIN over C{amqp} works once cleartext passwords are allowed
         explicitly.
         """
-        connection = await self.connect(
+        connection = await self.connectEndpoint(
             f"amqp:127.0.0.1:{self.node.port}"
             ":user=guest:password=guest:allowInsecurePlain=yes"
         )
@@ -193,7 +147,7 @@ class RabbitMQTests(TestCase):
         """
         with self.assertRaises(ValueError) as raised:
             clientFromString(
-                _reactor(),
+                theReactor(),
                 f"amqp:127.0.0.1:{self.node.port}:user=guest:password=guest",
             )
         self.assertIn("allowInsecurePlain", str(raised.exception))
@@ -203,7 +157,7 @@ class RabbitMQTests(TestCase):
         With SASL PLAIN over C{amqps}, verifying RabbitMQ's certificate with
         the test authority, a thousand messages go to a queue and back.
         """
-        connection = await self.connect(
+        connection = await self.connectEndpoint(
             f"amqps:localhost:{self.node.tlsPort}:trustRoots={self.pki.caCert}"
             ":user=guest:password=guest"
         )
@@ -217,7 +171,7 @@ class RabbitMQTests(TestCase):
         C{amqp:unauthorized-access}.
         """
         endpoint = clientFromString(
-            _reactor(),
+            theReactor(),
             f"amqps:localhost:{self.node.tlsPort}:trustRoots={self.pki.caCert}"
             ":user=guest:password=wrong",
         )
@@ -237,7 +191,7 @@ class RabbitMQTests(TestCase):
         # AMQPConnection.on_session_remote_close before it forgets the ended
         # session, so a sender attached right away (as here) goes into the
         # ended session and never attaches.
-        connection = await self.connect(f"amqp:127.0.0.1:{self.node.port}")
+        connection = await self.connectEndpoint(f"amqp:127.0.0.1:{self.node.port}")
         missing = f"/amq/queue/{self.queue('does-not-exist')}"
         error = await self.failureOf(
             connection.receiver(missing), amqptx.LinkDetached, amqptx.SessionEnded
@@ -246,7 +200,7 @@ class RabbitMQTests(TestCase):
         self.assertEqual(error.condition, "amqp:not-found")
         # Fail in seconds rather than at the test's timeout if it hangs.
         attaching = connection.sender(f"/queue/{self.queue('ok')}")
-        sender = await attaching.addTimeout(_ATTACH_TIMEOUT, _reactor())
+        sender = await attaching.addTimeout(_ATTACH_TIMEOUT, theReactor())
         self.assertEqual(await sender.send(Message(body="ok")), Outcome.ACCEPTED)
         await connection.close()
 
@@ -271,7 +225,7 @@ class RabbitMQTests(TestCase):
             )
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
             raise SkipTest(f"cannot set a max-length policy: {e}") from None
-        connection = await self.connect(f"amqp:127.0.0.1:{self.node.port}")
+        connection = await self.connectEndpoint(f"amqp:127.0.0.1:{self.node.port}")
         sender = await connection.sender(f"/queue/{queue}")
         error = await self.failureOf(
             sender.send(Message(body="too many")),
@@ -290,7 +244,7 @@ class RabbitMQTests(TestCase):
         RabbitMQ's Open names the product and asks for heartbeats every 30
         seconds (an idle timeout of 60 seconds).
         """
-        connection = await self.connect(f"amqp:127.0.0.1:{self.node.port}")
+        connection = await self.connectEndpoint(f"amqp:127.0.0.1:{self.node.port}")
         properties = connection.connection.remote_properties
         self.assertEqual(properties.get("product"), "RabbitMQ")
         assert connection.engine is not None

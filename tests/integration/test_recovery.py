@@ -18,75 +18,38 @@ The measured recovery times and duplicate counts are logged
 
 from __future__ import annotations
 
-import os
-import re
-import sys
 from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
 
 from proton import Message
 from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
-from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.trial.unittest import TestCase
 
-import amqptx
 from amqptx import (
     AMQPClientEndpoint,
     AMQPConnection,
     AMQPFailoverEndpoint,
-    EndpointConnector,
     Outcome,
     ReceivedMessage,
     Receiver,
     ReconnectingAMQPClientFactory,
     Sender,
 )
-from tests.integration._peers import REPOSITORY_ROOT, freePort
+from tests.integration._peers import freePort, ignoreFailure, peerPort, theReactor
 from tests.integration._rabbitmq import requireRabbitMQ, sharedNode
+from tests.integration._twistd import TwistdTestCase
 
 _log = Logger()
 
-_TWISTD = "from twisted.scripts.twistd import run; run()"
-"""
-What C{python -c} runs to be C{twistd} (C{twisted.scripts.twistd} has no
-C{__main__} block).
-"""
-
-_STARTING = re.compile(rb"starting on (\d+)")
 _END = "end"
 """
 The body of the message a test sends after all the others, so that a
 receiver knows it has seen everything before it (queues are FIFO).
 """
-
-
-def _reactor() -> Any:
-    from twisted.internet import reactor
-
-    return reactor
-
-
-def _ignore(reason: Failure) -> None:
-    """
-    Swallow a failure (of a cleanup that may find the work already done, or
-    of a connection that ended as the test wanted).
-    """
-
-
-def _peerPort(connection: AMQPConnection) -> int:
-    """
-    @param connection: an open connection.
-    @return: the port of the server it is connected to.
-    """
-    assert connection.transport is not None
-    port: int = connection.transport.getPeer().port  # type: ignore[attr-defined]
-    return port
 
 
 def _whenLost(connection: AMQPConnection) -> Deferred[float]:
@@ -95,126 +58,9 @@ def _whenLost(connection: AMQPConnection) -> Deferred[float]:
     @return: a Deferred that fires with the reactor's time when the
         connection ends, however it ends.
     """
-    reactor = _reactor()
+    reactor = theReactor()
     closed: Deferred[Any] = connection.whenClosed()
-    return closed.addErrback(_ignore).addCallback(lambda _: reactor.seconds())
-
-
-class _AMQPListen(ProcessProtocol):
-    """
-    A C{twistd -n amqp-listen} subprocess on a given port of 127.0.0.1.
-
-    @ivar port: the port it listens on.
-    @ivar listening: fires with the reactor's time once the process says it
-        listens, or fails if it ends first.
-    @ivar listeningAt: that time, once it has come.
-    @ivar ended: fires with L{ProcessDone} or L{ProcessTerminated} when the
-        process has ended.
-    """
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.listening: Deferred[float] = Deferred()
-        self.ended: Deferred[ProcessDone | ProcessTerminated] = Deferred()
-        self.running = False
-        self.listeningAt: float | None = None
-        self._output = b""
-
-    @property
-    def url(self) -> str:
-        """
-        The connection URL of the server.
-        """
-        return f"amqp://127.0.0.1:{self.port}"
-
-    def start(self) -> Deferred[float]:
-        """
-        Spawn the process.
-
-        @return: L{listening}.
-        """
-        environment = dict(os.environ)
-        path = environment.get("PYTHONPATH")
-        environment["PYTHONPATH"] = (
-            REPOSITORY_ROOT if not path else REPOSITORY_ROOT + os.pathsep + path
-        )
-        self.running = True
-        _reactor().spawnProcess(
-            self,
-            sys.executable,
-            [
-                sys.executable,
-                "-c",
-                _TWISTD,
-                "--nodaemon",
-                "--pidfile=",
-                "--logfile=-",
-                "amqp-listen",
-                "--listen",
-                f"amqp:{self.port}:interface=127.0.0.1",
-            ],
-            env=environment,
-            path=REPOSITORY_ROOT,
-        )
-        return self.listening
-
-    def outReceived(self, data: bytes) -> None:
-        """
-        Keep the output; fire L{listening} on the C{starting on PORT} line.
-
-        @param data: what the process wrote.
-        """
-        self._output += data
-        if not self.listening.called:
-            match = _STARTING.search(self._output)
-            if match is not None:
-                assert int(match.group(1)) == self.port, match.group(0)
-                self.listeningAt = _reactor().seconds()
-                self.listening.callback(self.listeningAt)
-
-    errReceived = outReceived
-
-    def processEnded(self, reason: Failure) -> None:
-        """
-        Report the end.
-
-        @param reason: why the process ended.
-        """
-        self.running = False
-        if not self.listening.called:
-            self.listening.errback(
-                RuntimeError(f"amqp-listen ended before listening: {self.output()}")
-            )
-        ended = reason.value
-        assert isinstance(ended, (ProcessDone, ProcessTerminated)), reason
-        self.ended.callback(ended)
-
-    def signal(self, name: str) -> Deferred[ProcessDone | ProcessTerminated]:
-        """
-        Send the process a signal.
-
-        @param name: the signal, C{"KILL"} or C{"TERM"}.
-        @return: L{ended}.
-        """
-        assert self.transport is not None
-        self.transport.signalProcess(name)
-        return self.ended
-
-    def stop(self) -> Deferred[ProcessDone | ProcessTerminated] | None:
-        """
-        Kill the process if it still runs.
-
-        @return: L{ended}, or L{None} when it is over already.
-        """
-        if not self.running:
-            return None
-        return self.signal("KILL")
-
-    def output(self) -> str:
-        """
-        @return: everything the process wrote.
-        """
-        return self._output.decode("utf-8", "replace")
+    return closed.addErrback(ignoreFailure).addCallback(lambda _: reactor.seconds())
 
 
 class _Stream:
@@ -298,7 +144,7 @@ class _Stream:
         await self._done
 
     def _outcome(self, result: object, number: int) -> None:
-        reactor = _reactor()
+        reactor = theReactor()
         self.fired[number] += 1
         self.outcomes[number] = result
         self.resolved += 1
@@ -354,7 +200,7 @@ async def _drain(receiver: Receiver, patience: float) -> tuple[list[Any], list[A
     @raise twisted.internet.defer.TimeoutError: when L{_END} did not come
         in time.
     """
-    reactor = _reactor()
+    reactor = theReactor()
     deadline = reactor.seconds() + patience
     bodies: list[Any] = []
     seen: set[Any] = set()
@@ -372,74 +218,12 @@ async def _drain(receiver: Receiver, patience: float) -> tuple[list[Any], list[A
         bodies.append(received.body)
 
 
-class _RecoveryTestCase(TestCase):
+class _RecoveryTestCase(TwistdTestCase):
     """
     Starts what a test needs and stops all of it afterwards.
     """
 
     timeout = 60
-
-    def setUp(self) -> None:
-        self._servers: list[_AMQPListen] = []
-        # Registered first, so run last: the servers outlive the clients,
-        # which do not go reconnecting at the end.
-        self.addCleanup(self._stopServers)
-
-    def _stopServers(self) -> Deferred[Any]:
-        """
-        Kill the servers that still run.
-
-        @return: a Deferred that fires once they have ended.
-        """
-        ending = [server.stop() for server in self._servers]
-        return gatherResults([d for d in ending if d is not None])
-
-    def reconnecting(self, endpoint: Any) -> ReconnectingAMQPClientFactory:
-        """
-        Connect through C{endpoint} with a reconnecting factory (the default
-        policy: 0, 0.1, 0.2 ... 10 seconds), which stops reconnecting and
-        closes its connection when the test ends.
-
-        @param endpoint: the client endpoint.
-        @return: the factory.
-        """
-        factory = ReconnectingAMQPClientFactory()
-        EndpointConnector(endpoint, factory).connect()
-
-        def stop() -> Deferred[None] | None:
-            factory.stopTrying()
-            connection = factory.connection
-            if connection is None:
-                return None
-            closed: Deferred[None] = connection.close()
-            return closed.addErrback(_ignore)
-
-        self.addCleanup(stop)
-        return factory
-
-    async def amqpListen(self, port: int) -> _AMQPListen:
-        """
-        Start C{twistd -n amqp-listen} on C{port}, killed when the test ends.
-
-        @param port: the port.
-        @return: the server, once it listens.
-        """
-        server = _AMQPListen(port)
-        self._servers.append(server)
-        await server.start()
-        return server
-
-    async def connect(self, url: str) -> AMQPConnection:
-        """
-        Open a plain (not reconnecting) connection, closed when the test
-        ends.
-
-        @param url: the connection URL.
-        @return: the open connection.
-        """
-        connection = await amqptx.connect(_reactor(), url)
-        self.addCleanup(lambda: connection.close().addErrback(_ignore))
-        return connection
 
 
 class RabbitMQRecoveryTests(_RecoveryTestCase):
@@ -487,7 +271,7 @@ class RabbitMQRecoveryTests(_RecoveryTestCase):
         least once, are counted and logged); the sender recovers after each
         restart.
         """
-        reactor = _reactor()
+        reactor = theReactor()
         address = self.durableQueue()
         factory = self.reconnecting(
             AMQPClientEndpoint(reactor, "127.0.0.1", self.node.port, timeout=5)
@@ -606,8 +390,8 @@ class AMQPListenRecoveryTests(_RecoveryTestCase):
         producer has sent ten messages there, all ten calls fire with them,
         in order, without any new call from the application.
         """
-        reactor = _reactor()
-        server = await self.amqpListen(freePort())
+        reactor = theReactor()
+        server = await self.startTwistd(port=freePort())
         factory = self.reconnecting(
             AMQPClientEndpoint(reactor, "127.0.0.1", server.port)
         )
@@ -628,13 +412,13 @@ class AMQPListenRecoveryTests(_RecoveryTestCase):
         await lost
         for d in gets[1:]:
             self.assertNoResult(d)
-        restarted = await self.amqpListen(server.port)
+        restarted = await self.startTwistd(port=server.port)
         back = restarted.listeningAt
         assert back is not None
 
         again: AMQPConnection = await factory.whenConnected()
         self.assertIsNot(again, connection)
-        self.assertEqual(_peerPort(again), server.port)
+        self.assertEqual(peerPort(again), server.port)
         await receiver.whenAttached()
         attached = reactor.seconds()
 
@@ -668,17 +452,17 @@ class AMQPListenRecoveryTests(_RecoveryTestCase):
         in-memory queue).  Started again, the first server is where the
         client returns once the second stops.
         """
-        reactor = _reactor()
+        reactor = theReactor()
         count, window, killAfter = 1000, 100, 300
-        first = await self.amqpListen(freePort())
-        second = await self.amqpListen(freePort())
+        first = await self.startTwistd(port=freePort())
+        second = await self.startTwistd(port=freePort())
         factory = self.reconnecting(
             AMQPFailoverEndpoint.fromURLs(
                 reactor, [first.url, second.url], policy=False
             )
         )
         connection: AMQPConnection = await factory.whenConnected()
-        self.assertEqual(_peerPort(connection), first.port)
+        self.assertEqual(peerPort(connection), first.port)
         sender = await connection.sender("failover-q")
         stream = _Stream(factory, sender, count, window)
         lost = _whenLost(connection)
@@ -699,7 +483,7 @@ class AMQPListenRecoveryTests(_RecoveryTestCase):
         onSecond = set(stream.acceptedOn) - onFirst
         self.assertGreaterEqual(len(onFirst), killAfter)
         self.assertEqual(
-            {_peerPort(c) for n, c in stream.acceptedOn.items() if n in onSecond},
+            {peerPort(c) for n, c in stream.acceptedOn.items() if n in onSecond},
             {second.port},
         )
         self.assertLessEqual(stream.firstAcceptance[connection], lostAt)
@@ -722,14 +506,14 @@ class AMQPListenRecoveryTests(_RecoveryTestCase):
         await kill["ended"]
 
         # Back to the first server: start it again, stop the second.
-        restarted = await self.amqpListen(first.port)
+        restarted = await self.startTwistd(port=first.port)
         leaving = _whenLost(switched)
         stopping = reactor.seconds()
         await second.signal("TERM")
         await leaving
         returned: AMQPConnection = await factory.whenConnected()
         returnedAt = reactor.seconds()
-        self.assertEqual(_peerPort(returned), first.port)
+        self.assertEqual(peerPort(returned), first.port)
         self.assertIs(await sender.send(Message(body="back")), Outcome.ACCEPTED)
         check = await self.connect(restarted.url)
         back = await (await check.receiver("failover-q")).get()

@@ -12,31 +12,19 @@ C{AMQPTX_REQUIRE_RHEA} is C{1}: then they fail.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.interfaces import (
-    IAddress,
-    IDelayedCall,
-    IListeningPort,
-    IProtocol,
-    IProtocolFactory,
-)
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SkipTest, TestCase
-from zope.interface import implementer
+from twisted.trial.unittest import SkipTest
 
-from amqptx import AMQPProtocol
-from amqptx.broker import Broker
-from tests.integration._fuzz import Twistd
+from tests.integration._peers import exitStatus, jsonLines, theReactor
+from tests.integration._twistd import TwistdTestCase
 
 CLIENT_DIRECTORY = Path(__file__).resolve().parent / "rhea"
 """Where C{client.js} and its C{node_modules} are."""
@@ -46,18 +34,6 @@ CLIENT_TIMEOUT = 30.0
 
 GRACE = 15.0
 """Seconds after the client's own timeout before the test kills it."""
-
-
-def _reactor() -> Any:
-    from twisted.internet import reactor
-
-    return reactor
-
-
-def _ignore(reason: Failure) -> None:
-    """
-    Swallow the failure of a cleanup that may find the work already done.
-    """
 
 
 def _node() -> str:
@@ -128,28 +104,15 @@ class _RheaProtocol(ProcessProtocol):
     def processEnded(self, reason: Failure) -> None:
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
-        value = reason.value
-        exitCode = 0
-        if isinstance(value, ProcessTerminated):
-            exitCode = (
-                value.exitCode if value.exitCode is not None else -(value.signal or 0)
-            )
-        elif not isinstance(value, ProcessDone):
-            exitCode = -1
         bodies: list[object] = []
         done = False
-        stderr = self._stderr.decode("utf-8", "replace")
-        for line in self._stdout.decode("utf-8", "replace").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                stderr += f"\n[unexpected output line: {line!r}]"
-                continue
+        records, stderr = jsonLines(self._stdout, self._stderr)
+        for record in records:
             if "body" in record:
                 bodies.append(record["body"])
             elif record.get("done"):
                 done = True
-        self.ended.callback(RheaResult(exitCode, bodies, done, stderr))
+        self.ended.callback(RheaResult(exitStatus(reason), bodies, done, stderr))
 
 
 def runRhea(
@@ -184,7 +147,7 @@ def runRhea(
     if password is not None:
         arguments += ["--password", password]
     protocol = _RheaProtocol()
-    reactor = _reactor()
+    reactor = theReactor()
     reactor.spawnProcess(
         protocol,
         node,
@@ -200,78 +163,14 @@ def _bodies(count: int) -> list[object]:
     return [f"rhea-{index}" for index in range(count)]
 
 
-@implementer(IProtocolFactory)
-class _TrackingFactory:
-    """
-    Wraps a factory of AMQP protocols and keeps every protocol it built, so
-    that a test can wait for the server's side of each connection to end.
-    """
-
-    def __init__(self, wrapped: IProtocolFactory) -> None:
-        self._wrapped = wrapped
-        self.protocols: list[AMQPProtocol] = []
-
-    def doStart(self) -> None:
-        self._wrapped.doStart()
-
-    def doStop(self) -> None:
-        self._wrapped.doStop()
-
-    def buildProtocol(self, addr: IAddress) -> IProtocol | None:
-        protocol = self._wrapped.buildProtocol(addr)
-        if isinstance(protocol, AMQPProtocol):
-            self.protocols.append(protocol)
-        return protocol
-
-    def whenAllClosed(self) -> Deferred[None]:
-        """
-        @return: a Deferred that fires once every connection built so far
-            has ended, however it ended.
-        """
-        waiting = [p.whenClosed().addErrback(_ignore) for p in self.protocols]
-        return gatherResults(waiting).addCallback(lambda _: None)
-
-
-class RheaTests(TestCase):
+class RheaTests(TwistdTestCase):
     """
     The rhea client sends to and receives from amqptx's server.
     """
 
-    timeout = 120
-
     def setUp(self) -> None:
+        super().setUp()
         _node()
-
-    async def listen(self) -> tuple[str, Broker]:
-        """
-        Serve a new broker in this process, on a free loopback port; the
-        port and every connection are closed when the test ends.
-
-        @return: the server's URL, and the broker.
-        """
-        broker = Broker()
-        factory = _TrackingFactory(broker.factory())
-        port: IListeningPort = await serverFromString(
-            _reactor(), "amqp:0:interface=127.0.0.1"
-        ).listen(factory)
-        self.addCleanup(factory.whenAllClosed)
-        self.addCleanup(port.stopListening)
-        return f"amqp://127.0.0.1:{port.getHost().port}", broker  # type: ignore[attr-defined]
-
-    async def twistd(self, *arguments: str) -> tuple[Twistd, str]:
-        """
-        Run C{twistd -n amqp-listen} on a free loopback port, killed when the
-        test ends.
-
-        @param arguments: more arguments of C{amqp-listen}.
-        @return: the process, and the server's URL.
-        """
-        twistd = Twistd.spawn(
-            _reactor(), "--listen", "amqp:0:interface=127.0.0.1", *arguments
-        )
-        self.addCleanup(twistd.stop)
-        port = await twistd.listening
-        return twistd, f"amqp://127.0.0.1:{port}"
 
     def assertSucceeded(self, result: RheaResult, count: int) -> None:
         """
@@ -302,8 +201,8 @@ class RheaTests(TestCase):
         SASL layer, which the server takes as an anonymous login; it sends 50
         messages, each accepted, and receives them back in order.
         """
-        url, broker = await self.listen()
-        result = await runRhea(url, "rhea-q", 50)
+        port, broker = await self.listen()
+        result = await runRhea(f"amqp://127.0.0.1:{port}", "rhea-q", 50)
         self.assertSucceeded(result, 50)
         self.assertEqual(len(broker.queue("rhea-q").messages), 0)
 
@@ -313,7 +212,8 @@ class RheaTests(TestCase):
         password is its trace information), sends 20 messages and receives
         them back.
         """
-        url, _ = await self.listen()
+        port, _ = await self.listen()
+        url = f"amqp://127.0.0.1:{port}"
         result = await runRhea(url, "rhea-anonymous", 20, user="rhea")
         self.assertSucceeded(result, 20)
 
@@ -326,9 +226,10 @@ class RheaTests(TestCase):
         with C{amqp:unauthorized-access}, and the wrong password appears
         nowhere in the server's log.
         """
-        twistd, url = await self.twistd(
+        twistd = await self.startTwistd(
             "--auth", "memory:alice:secret", "--allow-insecure-plain"
         )
+        url = twistd.url
         good = await runRhea(url, "rhea-plain", 20, user="alice", password="secret")
         self.assertSucceeded(good, 20)
         for user, password in [("alice", "Wr0ngPassw0rd"), ("alice", None)]:
@@ -337,6 +238,6 @@ class RheaTests(TestCase):
         self.assertNotEqual(noSASL.exitCode, 0, noSASL.stderr)
         self.assertFalse(noSASL.done, noSASL.stderr)
         self.assertEqual(noSASL.bodies, [])
-        log = twistd.text()
+        log = twistd.output()
         self.assertNotIn("Wr0ngPassw0rd", log)
         self.assertNotIn("Traceback", log)

@@ -19,7 +19,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from random import Random
-from typing import Any
 
 from proton import Message
 from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
@@ -31,7 +30,6 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
-import amqptx
 from amqptx import AMQPConnection, Outcome
 from tests.integration import _fuzz
 from tests.integration._fuzz import (
@@ -49,10 +47,10 @@ from tests.integration._fuzz import (
     Answer,
     Conversation,
     Stream,
-    Twistd,
     parseAnswer,
 )
-from tests.integration._peers import spawnProtonClient
+from tests.integration._peers import spawnProtonClient, theReactor
+from tests.integration._twistd import Twistd, TwistdTestCase
 
 _log = Logger()
 
@@ -89,18 +87,6 @@ MEMORY_GROWTH = 50 * 1024 * 1024
 """The most the server's resident memory may grow while it is fuzzed."""
 
 _MB = 1024 * 1024
-
-
-def _reactor() -> Any:
-    from twisted.internet import reactor
-
-    return reactor
-
-
-def _ignore(reason: Failure) -> None:
-    """
-    Swallow the failure of a cleanup that may find the work already done.
-    """
 
 
 @dataclass(frozen=True)
@@ -159,7 +145,7 @@ class _Probe(Protocol):
         self._aborted = False
 
     def connectionMade(self) -> None:
-        clock = _reactor()
+        clock = theReactor()
         self._started = clock.seconds()
         assert self.transport is not None
         if self.stream.first:
@@ -183,7 +169,7 @@ class _Probe(Protocol):
             return
         self._halfClosed = True
         self.transport.loseWriteConnection()  # type: ignore[union-attr]
-        self._timer = _reactor().callLater(LINGER, self._abort)
+        self._timer = theReactor().callLater(LINGER, self._abort)
 
     def _abort(self) -> None:
         self._timer = None
@@ -213,7 +199,7 @@ class _Probe(Protocol):
                 parseAnswer(bytes(self._received)),
                 closedByServer=not self._halfClosed,
                 aborted=self._aborted,
-                elapsed=_reactor().seconds() - self._started,
+                elapsed=theReactor().seconds() - self._started,
             )
         )
 
@@ -403,12 +389,10 @@ def _problems(log: str) -> list[tuple[str, int]]:
     return problems.most_common()
 
 
-class _ServerTestCase(TestCase):
+class _ServerTestCase(TwistdTestCase):
     """
     Runs a C{twistd amqp-listen} per test, and probes it.
     """
-
-    timeout = 120
 
     async def startServer(self, *extra: str) -> tuple[Twistd, str]:
         """
@@ -419,31 +403,15 @@ class _ServerTestCase(TestCase):
         @param extra: more arguments of C{amqp-listen}.
         @return: the process, and its C{amqp://} URL.
         """
-        twistd = Twistd.spawn(
-            _reactor(),
-            "--listen",
-            "amqp:0:interface=127.0.0.1",
+        twistd = await self.startTwistd(
             "--handshake-timeout",
             str(HANDSHAKE_TIMEOUT),
             "--max-frame-size",
             str(MAX_FRAME_SIZE),
             *extra,
         )
-        self.addCleanup(twistd.stop)
-        port = await twistd.listening
-        self.port = port
-        return twistd, f"amqp://127.0.0.1:{port}"
-
-    async def connect(self, url: str) -> AMQPConnection:
-        """
-        Open an amqptx connection, closed when the test ends.
-
-        @param url: the server's URL.
-        @return: the open connection.
-        """
-        connection = await amqptx.connect(_reactor(), url)
-        self.addCleanup(lambda: connection.close().addErrback(_ignore))
-        return connection
+        self.port = twistd.port
+        return twistd, twistd.url
 
     async def probe(
         self, streams: Iterable[Stream], patience: float | None = None
@@ -458,7 +426,7 @@ class _ServerTestCase(TestCase):
         @return: what happened to each, in order.
         """
         semaphore = DeferredSemaphore(CONCURRENCY)
-        endpoint = TCP4ClientEndpoint(_reactor(), "127.0.0.1", self.port, timeout=10)
+        endpoint = TCP4ClientEndpoint(theReactor(), "127.0.0.1", self.port, timeout=10)
 
         async def one(stream: Stream) -> _Result:
             probe = _Probe(stream, _patience(stream) if patience is None else patience)
@@ -505,7 +473,7 @@ class _ServerTestCase(TestCase):
         @param url: its URL.
         @param strict: see L{assertLogClean}.
         """
-        self.assertTrue(twistd.running, twistd.text()[-3000:])
+        self.assertTrue(twistd.running, twistd.output()[-3000:])
         connection = await self.connect(url)
         await self.assertExchange(connection, "health")
         await connection.close()
@@ -520,7 +488,7 @@ class _ServerTestCase(TestCase):
         @param strict: whether to fail for the known bugs too (see
             L{_KNOWN_BUGS}); otherwise they are only logged.
         """
-        text = twistd.text()
+        text = twistd.output()
         problems = []
         for problem in _problems(text):
             what = problem[0]
@@ -852,9 +820,9 @@ class IsolationTests(_ServerTestCase):
         files = twistd.openFiles()
         before = twistd.rss()
         streams = _corpus(Random(5))
-        started = _reactor().seconds()
+        started = theReactor().seconds()
         results = await self.probe(streams)
-        elapsed = _reactor().seconds() - started
+        elapsed = theReactor().seconds() - started
         self.report("fuzzing", results)
         _Checks(self).check(results)
 
@@ -867,7 +835,7 @@ class IsolationTests(_ServerTestCase):
         await self.assertExchange(longLived, "long-lived-again")
 
         result = await spawnProtonClient(
-            _reactor(), url, "after-fuzzing", send=100, receive=100
+            theReactor(), url, "after-fuzzing", send=100, receive=100
         )
         self.assertEqual(result.exitCode, 0, result.stderr)
         self.assertEqual(result.bodies, [f"message-{i}" for i in range(100)])
@@ -899,11 +867,11 @@ class IsolationTests(_ServerTestCase):
         await self.assertExchange(other, "warm-up")
         before = twistd.rss()
         many = await self.connect(url)
-        started = _reactor().seconds()
+        started = theReactor().seconds()
         senders = await gatherResults(
             [many.sender(f"link-{index}") for index in range(5000)]
         )
-        attached = _reactor().seconds() - started
+        attached = theReactor().seconds() - started
         self.assertEqual(len(senders), 5000)
         outcomes = await gatherResults(
             [senders[index].send(Message(body=index)) for index in (0, 2500, 4999)]
@@ -932,7 +900,7 @@ class IsolationTests(_ServerTestCase):
         twistd, url = await self.startServer()
         connection = await self.connect(url)
         body = bytes(range(256)) * (4 * 1024 * 4)
-        started = _reactor().seconds()
+        started = theReactor().seconds()
         outcome = await connection.send("big", Message(body=body))
         self.assertIs(outcome, Outcome.ACCEPTED)
         receiver = await connection.receiver("big", credit=1)
@@ -943,7 +911,7 @@ class IsolationTests(_ServerTestCase):
             "{frame}: {elapsed:.2f} s; server RSS {rss:.1f} MB",
             size=len(body),
             frame=MAX_FRAME_SIZE,
-            elapsed=_reactor().seconds() - started,
+            elapsed=theReactor().seconds() - started,
             rss=twistd.rss() / _MB,
         )
         self.assertEqual(received.body, body)

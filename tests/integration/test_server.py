@@ -8,48 +8,26 @@ and as C{twistd amqp-listen}.
 
 from __future__ import annotations
 
-import os
-import re
 import signal
 import socket
-import sys
 from typing import Any
 
 from proton import Message
 from twisted.internet.address import IPv6Address
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.interfaces import (
-    IAddress,
-    IListeningPort,
-    IProtocol,
-    IProtocolFactory,
-)
-from twisted.internet.protocol import ProcessProtocol
-from twisted.python.failure import Failure
-from twisted.trial.unittest import SkipTest, TestCase
-from zope.interface import implementer
+from twisted.internet.error import ProcessTerminated
+from twisted.trial.unittest import SkipTest
 
 import amqptx
-from amqptx import AMQPConnection, AMQPProtocol, Outcome
-from amqptx.broker import Broker
+from amqptx import Outcome
 from tests._certs import sharedPKI
-from tests.integration._peers import REPOSITORY_ROOT, ClientResult, spawnProtonClient
-
-_TWISTD = "from twisted.scripts.twistd import run; run()"
-"""
-The program C{python -c} runs to be C{twistd}: C{twisted.scripts.twistd} has
-no C{__main__} block, so C{python -m twisted.scripts.twistd} does nothing.
-"""
-
-_STARTING = re.compile(rb"starting on (\d+)")
-
-
-def _reactor() -> Any:
-    from twisted.internet import reactor
-
-    return reactor
+from tests.integration._peers import (
+    ClientResult,
+    IntegrationTestCase,
+    spawnProtonClient,
+    theReactor,
+)
+from tests.integration._twistd import TwistdTestCase
 
 
 def _bodies(count: int) -> list[str]:
@@ -67,90 +45,11 @@ def _trustRoot(caCert: str) -> Any:
         return trustRootFromCertificates([Certificate.loadPEM(f.read())])
 
 
-def _ignore(reason: Failure) -> None:
+class InProcessServerTests(IntegrationTestCase):
     """
-    Swallow a failure (of a cleanup that may find the work already done).
+    amqptx's server, listening in this process, serves independent and
+    amqptx clients.
     """
-
-
-def _environment() -> dict[str, str]:
-    env = dict(os.environ)
-    path = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = (
-        REPOSITORY_ROOT if not path else REPOSITORY_ROOT + os.pathsep + path
-    )
-    return env
-
-
-@implementer(IProtocolFactory)
-class _TrackingFactory:
-    """
-    Wraps a factory of AMQP protocols and remembers every protocol it built,
-    so that a test can wait for the server's side of every connection to end.
-    """
-
-    def __init__(self, wrapped: IProtocolFactory) -> None:
-        self._wrapped = wrapped
-        self.protocols: list[AMQPProtocol] = []
-
-    def doStart(self) -> None:
-        self._wrapped.doStart()
-
-    def doStop(self) -> None:
-        self._wrapped.doStop()
-
-    def buildProtocol(self, addr: IAddress) -> IProtocol | None:
-        protocol = self._wrapped.buildProtocol(addr)
-        if isinstance(protocol, AMQPProtocol):
-            self.protocols.append(protocol)
-        return protocol
-
-    def whenAllClosed(self) -> Deferred[None]:
-        """
-        @return: a Deferred that fires once every connection built so far has
-            ended, however it ended.
-        """
-        waiting = [
-            protocol.whenClosed().addErrback(_ignore) for protocol in self.protocols
-        ]
-        return gatherResults(waiting).addCallback(lambda _: None)
-
-
-class _AMQPServerTestCase(TestCase):
-    """
-    Base for tests of amqptx's server in this process: every listening port,
-    server connection and client connection is closed when the test ends.
-    """
-
-    timeout = 120
-
-    async def listen(self, description: str) -> tuple[int, Broker]:
-        """
-        Serve a new L{Broker} on a server endpoint.
-
-        @param description: the server endpoint string (with port 0).
-        @return: the port it listens on, and the broker.
-        """
-        broker = Broker()
-        factory = _TrackingFactory(broker.factory())
-        port: IListeningPort = await serverFromString(_reactor(), description).listen(
-            factory
-        )
-        self.addCleanup(factory.whenAllClosed)
-        self.addCleanup(port.stopListening)
-        number: int = port.getHost().port  # type: ignore[attr-defined]
-        return number, broker
-
-    async def connect(self, url: str) -> AMQPConnection:
-        """
-        Connect an amqptx client, closed when the test ends.
-
-        @param url: the connection URL.
-        @return: the open connection.
-        """
-        connection = await amqptx.connect(_reactor(), url)
-        self.addCleanup(lambda: connection.close().addErrback(_ignore))
-        return connection
 
     def assertClientSucceeded(self, result: ClientResult, bodies: list[str]) -> None:
         """
@@ -164,13 +63,6 @@ class _AMQPServerTestCase(TestCase):
         self.assertTrue(result.done, result.stderr)
         self.assertEqual(result.bodies, bodies)
 
-
-class InProcessServerTests(_AMQPServerTestCase):
-    """
-    amqptx's server, listening in this process, serves independent and
-    amqptx clients.
-    """
-
     async def test_protonClient(self) -> None:
         """
         The proton client sends 50 messages over C{amqp}, all accepted, and
@@ -178,7 +70,7 @@ class InProcessServerTests(_AMQPServerTestCase):
         """
         port, broker = await self.listen("amqp:0:interface=127.0.0.1")
         result = await spawnProtonClient(
-            _reactor(), f"amqp://127.0.0.1:{port}", "q", send=50, receive=50
+            theReactor(), f"amqp://127.0.0.1:{port}", "q", send=50, receive=50
         )
         self.assertClientSucceeded(result, _bodies(50))
         self.assertEqual(list(broker.queue("q").messages), [])
@@ -195,7 +87,7 @@ class InProcessServerTests(_AMQPServerTestCase):
             f"privateKey={pki.serverKey}:certKey={pki.serverCert}"
         )
         result = await spawnProtonClient(
-            _reactor(),
+            theReactor(),
             f"amqps://localhost:{port}",
             "q",
             send=50,
@@ -227,7 +119,7 @@ class InProcessServerTests(_AMQPServerTestCase):
 
         serving = Deferred.fromCoroutine(serve())
         result = await spawnProtonClient(
-            _reactor(), f"amqp://127.0.0.1:{port}", "service", send=3, request=True
+            theReactor(), f"amqp://127.0.0.1:{port}", "service", send=3, request=True
         )
         await serving
         self.assertClientSucceeded(result, _bodies(3))
@@ -288,111 +180,23 @@ class InProcessServerTests(_AMQPServerTestCase):
         self.assertEqual(again, _bodies(5))
 
 
-class _TwistdProtocol(ProcessProtocol):
-    """
-    Collects a C{twistd} process's output, reports the port it listens on
-    (from its log's C{starting on PORT} line) and its end.
-
-    @ivar listening: fires with the port number, or fails if the process
-        ends first.
-    @ivar ended: fires with the exception Twisted reports as the reason the
-        process ended: L{ProcessDone} or L{ProcessTerminated}.
-    """
-
-    def __init__(self) -> None:
-        self.listening: Deferred[int] = Deferred()
-        self.ended: Deferred[ProcessDone | ProcessTerminated] = Deferred()
-        self.stdout = b""
-        self.stderr = b""
-        self.running = True
-
-    def outReceived(self, data: bytes) -> None:
-        self.stdout += data
-        if not self.listening.called:
-            match = _STARTING.search(self.stdout)
-            if match is not None:
-                self.listening.callback(int(match.group(1)))
-
-    def errReceived(self, data: bytes) -> None:
-        self.stderr += data
-
-    def processEnded(self, reason: Failure) -> None:
-        self.running = False
-        if not self.listening.called:
-            self.listening.errback(
-                RuntimeError(f"twistd ended before listening: {self.output()}")
-            )
-            # Reported to whoever waited; no one need have.
-            self.listening.addErrback(_ignore)
-        ended = reason.value
-        assert isinstance(ended, (ProcessDone, ProcessTerminated)), reason
-        self.ended.callback(ended)
-
-    def output(self) -> str:
-        """
-        @return: everything the process wrote, standard output then standard
-            error.
-        """
-        return (self.stdout + self.stderr).decode("utf-8", "replace")
-
-
-class TwistdTests(TestCase):
+class TwistdTests(TwistdTestCase):
     """
     C{twistd amqp-listen} run as a real subprocess.
     """
-
-    timeout = 120
-
-    def spawnTwistd(self, *arguments: str) -> _TwistdProtocol:
-        """
-        Run C{twistd -n amqp-listen} with C{arguments}, in the checkout (so
-        that its C{twisted/plugins} is found), killed if still running when
-        the test ends.
-
-        @param arguments: the arguments of C{amqp-listen}.
-        @return: the process protocol.
-        """
-        protocol = _TwistdProtocol()
-        transport = _reactor().spawnProcess(
-            protocol,
-            sys.executable,
-            [
-                sys.executable,
-                "-c",
-                _TWISTD,
-                "--nodaemon",
-                "--pidfile=",
-                "--logfile=-",
-                "amqp-listen",
-                *arguments,
-            ],
-            env=_environment(),
-            path=REPOSITORY_ROOT,
-        )
-
-        def kill() -> Deferred[ProcessDone | ProcessTerminated] | None:
-            if not protocol.running:
-                return None
-            transport.signalProcess("KILL")
-            return protocol.ended
-
-        self.addCleanup(kill)
-        return protocol
 
     async def test_serves(self) -> None:
         """
         C{twistd amqp-listen} serves the proton client, which sends 20
         messages and receives them back; on C{SIGTERM} it shuts down cleanly.
         """
-        twistd = self.spawnTwistd("--listen", "amqp:0:interface=127.0.0.1")
-        port = await twistd.listening
+        twistd = await self.startTwistd()
         result = await spawnProtonClient(
-            _reactor(), f"amqp://127.0.0.1:{port}", "tq", send=20, receive=20
+            theReactor(), twistd.url, "tq", send=20, receive=20
         )
         self.assertEqual(result.exitCode, 0, result.stderr)
         self.assertEqual(result.bodies, _bodies(20))
-        twistd.transport.signalProcess("TERM")  # type: ignore[union-attr]
-        ended = await twistd.ended
+        ended = await twistd.signal("TERM")
         output = twistd.output()
         # After a clean shutdown on a signal, twistd kills itself with that
         # signal, as Unix daemons should, rather than exiting with 0.
@@ -448,23 +252,18 @@ class TwistdTests(TestCase):
         in with PLAIN over cleartext; a wrong password and no credentials at
         all are refused.
         """
-        twistd = self.spawnTwistd(
-            "--listen",
-            "amqp:0:interface=127.0.0.1",
-            "--auth",
-            "memory:alice:secret",
-            "--allow-insecure-plain",
+        twistd = await self.startTwistd(
+            "--auth", "memory:alice:secret", "--allow-insecure-plain"
         )
-        port = await twistd.listening
-        url = f"amqp://127.0.0.1:{port}"
+        url = twistd.url
         good = await spawnProtonClient(
-            _reactor(), url, "aq", send=3, receive=3, user="alice", password="secret"
+            theReactor(), url, "aq", send=3, receive=3, user="alice", password="secret"
         )
         self.assertEqual(good.exitCode, 0, good.stderr)
         self.assertEqual(good.bodies, _bodies(3))
         for user, password in [("alice", "wrong"), (None, None)]:
             bad = await spawnProtonClient(
-                _reactor(), url, "aq", send=1, user=user, password=password
+                theReactor(), url, "aq", send=1, user=user, password=password
             )
             self.assertNotEqual(bad.exitCode, 0, bad.stderr)
         self.assertNotIn("wrong", twistd.output())
@@ -484,7 +283,7 @@ class TwistdTests(TestCase):
         )
         port = await twistd.listening
         connection = await amqptx.connect(
-            _reactor(),
+            theReactor(),
             f"amqps://alice:secret@localhost:{port}",
             trustRoot=_trustRoot(pki.caCert),
         )
@@ -497,15 +296,14 @@ class TwistdTests(TestCase):
         On C{SIGTERM} the server closes open connections with
         C{amqp:connection:forced}.
         """
-        twistd = self.spawnTwistd("--listen", "amqp:0:interface=127.0.0.1")
-        port = await twistd.listening
-        connection = await amqptx.connect(_reactor(), f"amqp://127.0.0.1:{port}")
+        twistd = await self.startTwistd()
+        connection = await amqptx.connect(theReactor(), twistd.url)
         closed = connection.whenClosed()
-        twistd.transport.signalProcess("TERM")  # type: ignore[union-attr]
+        ended = twistd.signal("TERM")
         try:
             await closed
         except amqptx.ConnectionClosed as e:
             self.assertEqual(e.condition, "amqp:connection:forced")
         else:
             self.fail("the connection closed without a condition")
-        await twistd.ended
+        await ended
