@@ -15,7 +15,7 @@ from uuid import uuid4
 import proton
 from proton import Delivery, Disposition, Endpoint, Event, Message, Terminus
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
-from twisted.internet.error import ConnectionDone, TimeoutError
+from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
 from ._engine import decodeMessage
@@ -25,6 +25,7 @@ from ._errors import (
     MessageModified,
     MessageRejected,
     MessageReleased,
+    RequestTimedOut,
     SendQueueFull,
     SessionEnded,
 )
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 DEFAULT_QUEUE_LIMIT = 1000
+_T = TypeVar("_T")
 
 # Session errors after which a recoverable connection reconnects, keeping its
 # links, rather than failing them.
@@ -579,8 +581,8 @@ class Receiver(_Link):
                 handle(received.body)
                 received.accept()
 
-        The iteration ends when the link is detached cleanly; it raises the
-        link's failure otherwise.
+        The iteration ends when the link is detached, or the connection
+        closed, cleanly; it raises the failure otherwise.
         """
         return self
 
@@ -591,7 +593,7 @@ class Receiver(_Link):
         """
         try:
             return await self.get()
-        except LinkDetached:
+        except (LinkDetached, ConnectionDone):
             if self._clean:
                 raise StopAsyncIteration() from None
             raise
@@ -627,6 +629,8 @@ class Receiver(_Link):
             self._buffer.append(received)
 
     def _failPending(self, reason: Failure) -> None:
+        # Messages received but not handed out: the peer gives them again.
+        self._buffer.clear()
         getters, self._getters = self._getters, deque()
         for d in getters:
             d.errback(reason)
@@ -790,12 +794,14 @@ class AMQPConnection(AMQPProtocol):
             C{correlation_id} are set here.
         @param timeout: seconds to wait for the reply.
         @return: a Deferred that fires with the reply message, or fails with
-            L{twisted.internet.error.TimeoutError} when none came in time, or
-            with a failure of L{Sender.send} when the request was not
-            accepted.  Cancelling it forgets the request.
+            L{RequestTimedOut} when none came in time, with a failure of
+            L{Sender.send} when the request was not accepted, or with the
+            connection's failure when it ends first.  Cancelling it forgets
+            the request.
         """
-        correlation = message.correlation_id or f"amqptx-{uuid4()}"
-        message.correlation_id = correlation
+        correlation = message.correlation_id
+        if correlation is None:
+            correlation = message.correlation_id = f"amqptx-{uuid4()}"
         clock = self.clock
         assert clock is not None
 
@@ -810,7 +816,7 @@ class AMQPConnection(AMQPProtocol):
         def timedOut() -> None:
             self._requests.pop(correlation, None)
             reply.errback(
-                TimeoutError(f"no reply to {correlation!r} within {timeout} s")
+                RequestTimedOut(None, f"no reply to {correlation!r} within {timeout} s")
             )
 
         timer = clock.callLater(timeout, timedOut)
@@ -828,12 +834,12 @@ class AMQPConnection(AMQPProtocol):
 
         self._replyReceiver().addCallback(send).addErrback(failed)
 
-        def done(result: Message) -> Message:
+        def done(result: _T) -> _T:
             if timer.active():
                 timer.cancel()
             return result
 
-        return reply.addCallback(done)
+        return reply.addBoth(done)
 
     def _replyReceiver(self) -> Deferred[Receiver]:
         replies = self._replies
@@ -984,6 +990,8 @@ class AMQPConnection(AMQPProtocol):
 
         @param reason: why the connection ended.
         """
+        # Replies come to a dynamic node, gone with this connection.
+        self._failRequests(reason)
         if (
             self.recoverable
             and not self.closedLocally
@@ -1024,6 +1032,11 @@ class AMQPConnection(AMQPProtocol):
         for link in links.values():
             link._rebind(self)
         self.flush()
+
+    def _failRequests(self, reason: Failure) -> None:
+        requests, self._requests = self._requests, {}
+        for d in requests.values():
+            d.errback(reason)
 
     def abandon(self, reason: Failure) -> None:
         """

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from copy import copy
 from dataclasses import replace
 from typing import TYPE_CHECKING
+from uuid import uuid4
 
 from twisted.cred.checkers import AllowAnonymousAccess
 from twisted.internet._sslverify import IOpenSSLTrustRoot
@@ -445,7 +446,8 @@ class AMQPServerEndpoint:
         @param tlsOptions: TLS server options (a
             L{twisted.internet.ssl.CertificateOptions}, say) to listen with
             TLS (the C{amqps} scheme), or L{None}.
-        @param containerId: this server's container id.
+        @param containerId: this server's container id; by default one is
+            generated for each C{listen()}, the same for all its connections.
         @param idleTimeout: the idle timeout to advertise, in seconds.
         @param maxFrameSize: the largest frame to accept.
         @param sasl: how clients authenticate (amqptx performs SASL itself
@@ -514,7 +516,10 @@ class AMQPServerEndpoint:
         """
         factory: IProtocolFactory = _ConfiguringFactory(
             protocolFactory,
-            self.settings,
+            replace(
+                self.settings,
+                containerId=self.settings.containerId or f"amqptx-{uuid4()}",
+            ),
             self._reactor,  # type: ignore[arg-type]
         )
         if self._tlsOptions is not None:

@@ -46,9 +46,10 @@ class ConnectionSettings:
         explicitly allowed cleartext passwords.
     @ivar containerId: the Open frame's C{container-id}, or L{None} for a
         generated one (C{amqptx-} and a random UUID).
-    @ivar idleTimeout: the local idle timeout in seconds advertised in the
-        Open frame (the peer sends heartbeats at half of it), or L{None} for
-        none.
+    @ivar idleTimeout: the local idle timeout in seconds: a peer silent for
+        that long is declared dead.  proton advertises half of it in the
+        Open frame, and the peer sends keep-alive frames at half of what it
+        was told; L{None} for none.
     @ivar maxFrameSize: the largest frame this side accepts, or L{None} for
         proton's default.
     @ivar properties: the Open frame's C{properties} map.

@@ -25,6 +25,7 @@ __all__ = [
     "MessageReleased",
     "OpenRefused",
     "ProtocolError",
+    "RequestTimedOut",
     "SendQueueFull",
     "SessionEnded",
     "TLSError",
@@ -124,6 +125,12 @@ class LinkDetached(AMQPError):
     """
     The peer detached (or refused to attach) the link, usually with a condition
     such as C{amqp:not-found} or C{amqp:unauthorized-access}.
+    """
+
+
+class RequestTimedOut(AMQPError):
+    """
+    No reply to a request came in time.
     """
 
 

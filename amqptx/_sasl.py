@@ -813,8 +813,9 @@ class SASLConfig:
     @ivar allowInsecure: whether PLAIN may be offered without TLS.
     @ivar failureDelay: seconds a client waits for the outcome of a refused
         login, which slows password guessing down.
-    @ivar timeout: seconds a client has to finish SASL, from the moment the
-        connection is made until its AMQP header arrives.
+    @ivar timeout: seconds a client has to finish the handshake, from the
+        moment the connection is made: SASL here, and the AMQP Open (the
+        protocol applies the same timeout to the whole).
     @ivar maxFrameSize: the largest SASL frame accepted.
     """
 

@@ -195,7 +195,7 @@ class Options(usage.Options, AuthOptionMixin):
                 autoCreate=not self["no-auto-create"],
                 queues=tuple(self["queues"]),
                 multicastPrefix=self["multicast-prefix"] or None,
-                deadLetterAddress=self["dead-letter"],
+                deadLetterAddress=self["dead-letter"] or None,
                 maxDeliveries=self["max-deliveries"],
                 maxQueueDepth=self["max-queue-depth"],
                 maxMessageSize=self["max-message-size"],
@@ -216,7 +216,9 @@ class Options(usage.Options, AuthOptionMixin):
             _bytesUsers(checker) for checker in self.get("credCheckers", [])
         ]
         if not configured:
-            return (AllowAnonymousAccess(),)
+            # EXTERNAL is offered only to clients with a verified TLS
+            # certificate (an amqps: endpoint with caCerts=).
+            return (AllowAnonymousAccess(), ExternalChecker())
         if self["allow-anonymous"]:
             configured.append(AllowAnonymousAccess())
         return (*configured, ExternalChecker())
@@ -393,9 +395,15 @@ def makeService(options: dict[str, Any]) -> IService:
                 maxFrameSize=options["max-frame-size"],
             )
         )
-    anonymousOnly = all(
-        isinstance(checker, AllowAnonymousAccess) for checker in sasl.checkers
-    )
+    anonymousOnly = not options.get("credCheckers")
+    cleartext = [e for e in endpoints if not e.settings.tls]
+    if "PLAIN" in sasl.offer() and cleartext and not sasl.allowInsecure:
+        _log.warn(
+            "PLAIN is not offered on {endpoints} (no TLS): clients there can "
+            "log in only {how}; use amqps: or --allow-insecure-plain",
+            endpoints=", ".join(repr(e) for e in cleartext),
+            how="anonymously" if options["allow-anonymous"] else "not at all",
+        )
     if anonymousOnly and options["broker"].permissions is not None:
         _log.warn(
             "--permissions without --auth: every client is anonymous, so only "
@@ -406,7 +414,8 @@ def makeService(options: dict[str, Any]) -> IService:
         who=(
             "no authentication is configured, so everyone gets in anonymously"
             if anonymousOnly
-            else f"SASL mechanisms {', '.join(sasl.offer())}"
+            else f"SASL mechanisms {', '.join(sasl.offer())} (PLAIN over TLS "
+            "only unless --allow-insecure-plain, EXTERNAL with caCerts= only)"
         ),
         endpoints=", ".join(options["listen"]),
     )

@@ -10,7 +10,6 @@ import gc
 
 from proton import Condition, Disposition, Message, Terminus
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import TimeoutError
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -24,6 +23,7 @@ from amqptx import (
     Outcome,
     ReceivedMessage,
     Receiver,
+    RequestTimedOut,
     Sender,
     SendQueueFull,
     SessionEnded,
@@ -647,7 +647,7 @@ class RequestTests(_Connected):
         d = self.client.request("service", Message(body="a"), timeout=3)
         self.pump.flush()
         self.clock.advance(3)
-        self.failureResultOf(d, TimeoutError)
+        self.failureResultOf(d, RequestTimedOut)
         self.answer()
 
     def test_rejected(self) -> None:
@@ -739,3 +739,59 @@ class DurableTests(_Connected):
                 "durable-in": Terminus.CONFIGURATION,
             },
         )
+
+
+class EndOfLinkTests(_Connected):
+    """
+    What waits on a connection or link that ends.
+    """
+
+    def test_falsyCorrelationIdKept(self) -> None:
+        """
+        A request's own correlation id is kept even when it is falsy (C{0}).
+        """
+        self.client.request("service", Message(body="a", correlation_id=0))
+        self.pump.flush()
+        self.assertEqual(self.peer.received[0][1].correlation_id, 0)
+
+    def test_requestFailsWithConnection(self) -> None:
+        """
+        A request waiting for its reply fails when the connection ends, and
+        leaves no timer.
+        """
+        d = self.client.request("service", Message(body="a"))
+        self.pump.flush()
+        self.client.transport.loseConnection()  # type: ignore[union-attr]
+        self.pump.flush()
+        self.failureResultOf(d, AMQPConnectionLost)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_bufferDroppedAtEnd(self) -> None:
+        """
+        Messages received but not handed out when the link ends are not
+        handed out afterwards (their settlement could not reach the peer,
+        which gives them again).
+        """
+        receiver = self.receiver("in")
+        self.peer.offer("in", Message(body=1))
+        self.pump.flush()
+        receiver.close()
+        self.pump.flush()
+        self.failureResultOf(receiver.get(), LinkDetached)
+
+    def test_asyncForEndsWithConnection(self) -> None:
+        """
+        C{async for} ends when the connection is closed cleanly.
+        """
+        receiver = self.receiver("in")
+
+        async def consume() -> int:
+            count = 0
+            async for _received in receiver:
+                count += 1
+            return count
+
+        done = Deferred.fromCoroutine(consume())
+        self.client.close()
+        self.pump.flush()
+        self.assertEqual(self.successResultOf(done), 0)

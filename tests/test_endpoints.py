@@ -939,9 +939,27 @@ class ServerStringTests(_StringsMixin, SynchronousTestCase):
         protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
         self.assertIsInstance(protocol, TestPeer)
         assert isinstance(protocol, TestPeer)
-        self.assertIs(protocol.settings, endpoint.settings)
+        self.assertEqual(protocol.settings, endpoint.settings)
         self.assertEqual(protocol.settings.role, "server")
         self.assertIs(protocol.clock, self.reactor)
+
+    def test_containerIdStable(self) -> None:
+        """
+        Without a container id, one is generated per C{listen()}: every
+        connection of that port gets the same.
+        """
+        endpoint = self.server("amqp:5672")
+        endpoint.listen(_peerFactory())
+        factory = self.reactor.tcpServers[-1][1]
+        address = IPv4Address("TCP", "127.0.0.1", 40000)
+        ids: set[str | None] = set()
+        for _ in range(3):
+            protocol = factory.buildProtocol(address)
+            assert isinstance(protocol, TestPeer)
+            ids.add(protocol.settings.containerId)
+        self.assertEqual(len(ids), 1)
+        [containerId] = ids
+        self.assertTrue(str(containerId).startswith("amqptx-"))
 
     def test_nonAMQPFactory(self) -> None:
         """

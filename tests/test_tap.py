@@ -52,8 +52,9 @@ class OptionsTests(SynchronousTestCase):
         self.assertIsInstance(endpoint, AMQPServerEndpoint)
         self.assertIn("5672", repr(endpoint))
         self.assertIn("127.0.0.1", repr(endpoint))
-        [checker] = options.checkers()
-        self.assertIsInstance(checker, AllowAnonymousAccess)
+        anonymous, external = options.checkers()
+        self.assertIsInstance(anonymous, AllowAnonymousAccess)
+        self.assertIsInstance(external, ExternalChecker)
         self.assertEqual(options["idle-timeout"], 60.0)
 
     def test_repeatable(self) -> None:
