@@ -342,8 +342,10 @@ class AMQPProtocol(Protocol):
             engine.feedEOF()
             engine.closeOutput()
             self._dispatchAll(engine)
-        self._fireEnded(failure)
+        # Subclasses first (a client parks or fails its links, a broker puts
+        # messages back), then those waiting on the end.
         self.connectionClosed(failure)
+        self._fireEnded(failure)
         if engine is not None:
             engine.release()
 

@@ -34,7 +34,7 @@ from zope.interface import implementer
 from ._endpoints import AMQPServerEndpoint
 from ._interfaces import IAMQPProtocol
 from ._sasl import ExternalChecker, SASLConfig
-from .broker import Broker, BrokerConfig, Permissions
+from .broker import Broker, BrokerConfig, Permissions, SQLiteStore, StoreService
 
 __all__ = ["AMQPServerService", "Options", "makeService"]
 
@@ -122,6 +122,14 @@ class Options(usage.Options, AuthOptionMixin):
             None,
             None,
             "A file of who may send to and receive from which addresses.",
+        ],
+        [
+            "store",
+            None,
+            None,
+            "Keep durable queues and durable messages in this file (SQLite, "
+            "created if need be) across restarts; without it, everything is "
+            "in memory.",
         ],
     ]
 
@@ -409,8 +417,15 @@ def makeService(options: dict[str, Any]) -> IService:
             "--permissions without --auth: every client is anonymous, so only "
             "the permissions of 'anonymous' apply"
         )
+    path = options["store"]
+    store = None if path is None else SQLiteStore(path, reactor)
     _log.info(
-        "amqp-listen: queues in memory (lost at exit); {who}; listening on {endpoints}",
+        "amqp-listen: {storage}; {who}; listening on {endpoints}",
+        storage=(
+            "queues in memory (lost at exit)"
+            if store is None
+            else f"durable queues and messages in {path} (others in memory)"
+        ),
         who=(
             "no authentication is configured, so everyone gets in anonymously"
             if anonymousOnly
@@ -419,9 +434,17 @@ def makeService(options: dict[str, Any]) -> IService:
         ),
         endpoints=", ".join(options["listen"]),
     )
-    return AMQPServerService(
+    broker = Broker(options["broker"], reactor, store)
+    server = AMQPServerService(
         endpoints,
-        Broker(options["broker"], reactor).factory(),
+        broker.factory(),
         reactor,
         maxConnections=options["max-connections"],
     )
+    if store is None:
+        return server
+    # Recovers the store before the server listens, then starts the server;
+    # closes the store once the server has stopped.
+    service = StoreService(broker)
+    server.setServiceParent(service)  # type: ignore[no-untyped-call]
+    return service

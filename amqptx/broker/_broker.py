@@ -68,6 +68,27 @@ Semantics (see L{BrokerConfig} for the settings):
     it, whatever the permissions say.
   - B{Permissions.}  With L{Permissions}, attaching to an address the user
     may not use is refused on the link with C{amqp:unauthorized-access}.
+  - B{Durability.}  Without a store, everything is in memory and lost when
+    the broker stops.  With a store (an L{IMessageStore}, such as
+    L{SQLiteStore <amqptx.broker._sqlite.SQLiteStore>}; see L{Broker.recover}),
+    a I{durable} message (its header's C{durable} is true) sent to a queue
+    is written to the store, and accepted only once the store has
+    committed it; one the store could not write is rejected with
+    C{amqp:internal-error} (and leaves its queue): never accepted and
+    lost.  The message is on its queue for consumers meanwhile, so a queue
+    keeps the order messages arrived in.  Messages waiting for their commit
+    count against their link's credit window: a slow disk slows senders
+    down instead of filling memory.  Messages that are not durable, and
+    messages for topics (whose subscriptions go with their links) or for
+    temporary queues, stay in memory only.  The store is told when a stored
+    message's delivery begins, when it goes back to a queue (released,
+    modified, dead-lettered, unsettled when its consumer went away: with
+    its new header) and when it is done (accepted, dropped, expired, or
+    moved where it is not kept).  When the broker starts, it recovers the
+    durable queues (those of the configuration, and those created by a
+    link whose terminus is durable; not temporary queues) and every stored
+    message, in order; a message whose delivery had begun comes back as a
+    redelivery (C{delivery-count} one higher, C{first-acquirer} false).
 
 Messages are not decoded on their way through: the few header and property
 fields the broker acts on are read from the encoded bytes
@@ -80,12 +101,14 @@ from __future__ import annotations
 
 import enum
 import itertools
+import struct
 from collections import deque
 from typing import TYPE_CHECKING
 
 import proton
 from proton import Condition, Delivery, Disposition, Endpoint, Event, SymbolList
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -95,7 +118,17 @@ from .._protocol import AMQPProtocol, eventDelivery, eventLink, eventSession
 from ._config import BrokerConfig
 from ._nodes import Queue, Topic, _Node, _Stored
 from ._permissions import Right
-from ._sections import MalformedMessage, Summary, rewriteHeader, summarize
+from ._sections import (
+    _HEADER,
+    MalformedMessage,
+    Summary,
+    _bool,
+    _fields,
+    _section,
+    rewriteHeader,
+    summarize,
+)
+from ._store import IMessageStore, StoreError
 
 if TYPE_CHECKING:
     from proton import Link, Terminus
@@ -115,6 +148,7 @@ _UNAUTHORIZED = "amqp:unauthorized-access"
 _TOO_LARGE = "amqp:link:message-size-exceeded"
 _DELETED = "amqp:resource-deleted"
 _INVALID_FIELD = "amqp:invalid-field"
+_INTERNAL_ERROR = "amqp:internal-error"
 
 _TERMINAL = frozenset(
     [
@@ -134,6 +168,28 @@ class _Read(enum.Enum):
     PARTIAL = "partial"
     ABORTED = "aborted"
     OVERSIZE = "oversize"
+
+
+def _isDurable(data: bytes) -> bool:
+    """
+    @return: whether an encoded message's header says it is durable: read
+        from the bytes, or else from proton's decoding (L{False} when
+        neither can read it).
+    """
+    try:
+        if data[:1] != b"\x00":
+            return False
+        code, value = _section(data, 0)
+        if code != _HEADER:
+            return False
+        count, field, _ = _fields(data, value)
+        return count > 0 and bool(_bool(data, field))
+    except (MalformedMessage, IndexError, struct.error):
+        pass
+    try:
+        return bool(decodeMessage(data).durable)
+    except Exception:
+        return False
 
 
 def _settle(
@@ -181,8 +237,12 @@ class _Consumer:
         link.advance()
         if self.presettled:
             delivery.settle()
+            if entry.key is not None:
+                self.protocol.broker._unstore(entry)
         else:
             self.unsettled[tag] = entry
+            if entry.key is not None:
+                self.protocol.broker._delivered(entry)
 
     def settled(self, delivery: Delivery) -> None:
         """
@@ -209,8 +269,11 @@ class _Consumer:
                 failed=bool(remote.failed),
                 avoid=self if remote.undeliverable else None,
             )
-        # Accepted, or settled without an outcome (the default outcome,
-        # which the broker leaves unset, is accepted): the message is done.
+        elif entry.key is not None:
+            # Accepted, or settled without an outcome (the default outcome,
+            # which the broker leaves unset, is accepted): the message is
+            # done.
+            queue._broker._unstore(entry)
 
     def kill(self, condition: str, description: str) -> None:
         """
@@ -232,6 +295,9 @@ class _Producer:
     @ivar waitingOn: the node the link waits for room on, or L{None}.
     @ivar held: (anonymous relay) messages waiting for room on their node,
         unsettled, in arrival order.
+    @ivar committing: how many messages that arrived on the link wait for
+        the store to commit them (before they are accepted); they count
+        against the link's credit window.
     """
 
     def __init__(
@@ -243,6 +309,7 @@ class _Producer:
         self.waitingOn: _Node | None = None
         self.held: deque[tuple[Delivery, _Stored, _Node]] = deque()
         self.closed = False
+        self.committing = 0
         self._limit = protocol.broker.config.maxMessageSize
         self._buffer: bytearray | None = None
         self._oversize = False
@@ -250,22 +317,24 @@ class _Producer:
     def grant(self) -> None:
         """
         Top the link's credit up to the window, as far as its node has room;
-        wait for room when it has not.
+        wait for room when it has not.  Messages waiting to be committed
+        take their place in the window until they are.
         """
         if self.held or self.closed:
             return
         link = self.link
         credit = link.credit
+        window = _WINDOW - self.committing
         node = self.node
         room = None if node is None else node.room()
         if room is None:
             # No limit: top up once half the window is used.
-            if credit <= _WINDOW // 2:
-                link.flow(_WINDOW - credit)
+            if credit <= window // 2 and credit < window:
+                link.flow(window - credit)
                 self.protocol.broker._dirty.add(self.protocol)
             return
         assert node is not None
-        want = _WINDOW - credit
+        want = window - credit
         if want <= 0:
             return
         if room < want:
@@ -289,8 +358,7 @@ class _Producer:
                 node.wait(self)
                 return
             held.popleft()
-            node._add(entry)
-            _settle(delivery, Disposition.ACCEPTED)
+            self._take(delivery, entry, node)
             broker._dirty.add(self.protocol)
             broker.discard(node)
         self.grant()
@@ -340,8 +408,7 @@ class _Producer:
         broker = self.protocol.broker
         summary = broker._summarize(data)
         if self.node is not None:
-            self.node._add(broker._stored(data, summary))
-            _settle(delivery, Disposition.ACCEPTED)
+            self._take(delivery, broker._stored(data, summary), self.node)
         else:
             self._relay(delivery, data, summary)
             if self.held:
@@ -381,12 +448,62 @@ class _Producer:
         if not held:
             room = node.room()
             if room is None or room > 0:
-                node._add(entry)
-                _settle(delivery, Disposition.ACCEPTED)
+                self._take(delivery, entry, node)
                 broker.discard(node)
                 return
             node.wait(self)
         held.append((delivery, entry, node))
+
+    def _take(self, delivery: Delivery, entry: _Stored, node: _Node) -> None:
+        """
+        Put a message that arrived on its node, and accept it: at once, or,
+        for a message the broker's store keeps, once the store has
+        committed it.  The message is on its queue, for consumers, in the
+        meantime (so a queue keeps its order).
+        """
+        broker = self.protocol.broker
+        written = broker._persist(entry, node)
+        node._add(entry)
+        if written is None:
+            _settle(delivery, Disposition.ACCEPTED)
+            return
+        self.committing += 1
+        written.addCallbacks(
+            self._committed,
+            self._notCommitted,
+            callbackArgs=(delivery,),
+            errbackArgs=(delivery, entry, node),
+        )
+
+    def _committed(self, result: None, delivery: Delivery) -> None:
+        """
+        The store committed a message: accept it.
+        """
+        self.committing -= 1
+        if self.closed:
+            return
+        _settle(delivery, Disposition.ACCEPTED)
+        self.protocol.broker._settledLater(self)
+
+    def _notCommitted(
+        self, reason: Failure, delivery: Delivery, entry: _Stored, node: _Node
+    ) -> None:
+        """
+        The store could not write a message: take it back from its queue
+        (if no consumer has it yet), and reject it.
+        """
+        self.committing -= 1
+        broker = self.protocol.broker
+        broker._notWritten(reason, entry, node)
+        if self.closed:
+            return
+        _settle(
+            delivery,
+            Disposition.REJECTED,
+            _INTERNAL_ERROR,
+            f"the message could not be stored: {reason.getErrorMessage()}",
+        )
+        broker._settledLater(self)
 
     def _read(self, delivery: Delivery) -> bytes | _Read:
         """
@@ -483,6 +600,15 @@ def _defaultClock() -> IReactorTime:
     return reactor
 
 
+def _storeFailed(reason: Failure) -> None:
+    """
+    A change the broker does not wait for could not be written: at worst,
+    a message is delivered again after a restart (the store logs why).
+    """
+    reason.trap(StoreError)
+    _log.debug("A change to the message store failed: {error}", error=reason.value)
+
+
 class Broker:
     """
     The queues and topics of one server, shared by all its connections.
@@ -490,29 +616,46 @@ class Broker:
     @ivar config: how the broker behaves.
     @ivar queues: the queues by address.
     @ivar topics: the topics by address.
+    @ivar store: where durable queues and messages are kept, or L{None} to
+        keep everything in memory.
     """
 
     def __init__(
-        self, config: BrokerConfig = BrokerConfig(), clock: IReactorTime | None = None
+        self,
+        config: BrokerConfig = BrokerConfig(),
+        clock: IReactorTime | None = None,
+        store: IMessageStore | None = None,
     ) -> None:
         """
         @param config: how the broker behaves.
         @param clock: the clock message expiry is measured on (its
             C{seconds()} are seconds since the epoch); by default the global
             reactor, looked up when first needed.
+        @param store: where to keep durable queues and messages, or L{None}
+            to keep everything in memory.  L{recover} must be called before
+            the broker serves connections.
         """
         self.config = config
         self._clock = clock
+        self.store = store
         self.queues: dict[str, Queue] = {}
         self.topics: dict[str, Topic] = {}
         self._dynamic = itertools.count(1)
         self._dirty: set[BrokerProtocol] = set()
+        self._keys = itertools.count(1)
+        self._back = 0
+        self._front = 0
+        self._recovered = False
+        self._granting: dict[_Producer, None] = {}
+        self._settling: IDelayedCall | None = None
         declared = set(config.queues)
         if config.deadLetterAddress is not None:
             declared.add(config.deadLetterAddress)
         self._declared = frozenset(declared)
         for address in sorted(declared):
-            self.lookup(address, True)
+            node = self.lookup(address, True)
+            if isinstance(node, Queue):
+                node.durable = True
 
     @property
     def clock(self) -> IReactorTime:
@@ -522,6 +665,96 @@ class Broker:
         if self._clock is None:
             self._clock = _defaultClock()
         return self._clock
+
+    def recover(self) -> None:
+        """
+        Open the store and take back what it holds, before serving any
+        connection: every durable queue, and every message, in its queue's
+        order.  A message whose delivery had begun (and was not settled)
+        comes back as a redelivery: C{first-acquirer} false, and its
+        C{delivery-count} one higher (dead-lettered if that reaches
+        C{maxDeliveries}).  The queues declared in the configuration are
+        recorded as durable.
+
+        It blocks while the store is read: call it before the reactor runs.
+
+        @raise StoreError: when the store cannot be used.
+        @raise RuntimeError: without a store, or when called twice.
+        """
+        store = self.store
+        if store is None:
+            raise RuntimeError("the broker has no store")
+        if self._recovered:
+            raise RuntimeError("the store was recovered already")
+        started = self.clock.seconds()
+        recovery = store.recover()
+        self._recovered = True
+        durable = set(recovery.queues)
+        for address in recovery.queues:
+            self._recoveredQueue(address)
+        for address in sorted(self._declared):
+            queue = self.queues.get(address)
+            if queue is not None and address not in durable:
+                store.declare(address).addErrback(_storeFailed)
+        messages = recovery.messages
+        if messages:
+            self._keys = itertools.count(max(m.key for m in messages) + 1)
+            self._back = max(m.position for m in messages)
+            self._front = min(m.position for m in messages)
+        limit = self.config.maxDeliveries
+        again = left = 0
+        poisoned: list[tuple[_Stored, Queue]] = []
+        for stored in messages:
+            queue = self._recoveredQueue(stored.queue, durable=False)
+            if queue is None:
+                left += 1
+                continue
+            entry = _Stored(stored.data, stored.expires)
+            entry.key = stored.key
+            if stored.delivered:
+                again += 1
+                entry.data, count = self._redeliver(entry.data, True)
+                entry.redelivered = True
+                entry.failures = 1
+                if count is None:
+                    count = entry.failures
+                if limit is not None and count >= limit:
+                    poisoned.append((entry, queue))
+                    continue
+                store.requeue(
+                    stored.key, queue.name, stored.position, entry.expires, entry.data
+                ).addErrback(_storeFailed)
+            queue._add(entry)
+        # Behind every message recovered, in memory as in the store.
+        for entry, queue in poisoned:
+            self._deadLetter(entry, queue, "delivery-count")
+        if left:
+            _log.warn(
+                "{count} stored message(s) stay in the store, unused: their "
+                "addresses are now topics (see the multicast prefix)",
+                count=left,
+            )
+        _log.info(
+            "Recovered {queues} durable queue(s) and {messages} message(s) "
+            "({again} to deliver again) from {store} in {seconds:.3f} s",
+            queues=len(recovery.queues),
+            messages=len(messages) - left,
+            again=again,
+            store=store,
+            seconds=self.clock.seconds() - started,
+        )
+
+    def _recoveredQueue(self, address: str, durable: bool = True) -> Queue | None:
+        """
+        @return: the queue of a recovered address, made durable if asked,
+            or L{None} when the address is now a topic.
+        """
+        node = self.lookup(address, True)
+        if not isinstance(node, Queue):
+            return None
+        if durable:
+            node.durable = True
+        return node
 
     def queue(self, name: str) -> Queue:
         """
@@ -675,10 +908,109 @@ class Broker:
                 queue=origin.name,
                 reason=reason,
             )
+            if entry.key is not None:
+                self._unstore(entry)
             return
         entry.expires = None
         entry.avoid = None
+        if entry.key is not None:
+            if isinstance(target, Queue) and target.storable:
+                self._requeued(entry, target, front=False)
+            else:
+                self._unstore(entry)
         target._add(entry)
+
+    # --- the store ----------------------------------------------------------
+
+    def _persist(self, entry: _Stored, node: _Node) -> Deferred[None] | None:
+        """
+        Write a message that arrived to the store, if it is durable and its
+        node a queue the store keeps; call before adding it to the node.
+
+        @return: a Deferred that fires once the store committed it, or
+            L{None} when the message is kept in memory only.
+        """
+        store = self.store
+        if (
+            store is None
+            or not isinstance(node, Queue)
+            or not node.storable
+            or not _isDurable(entry.data)
+        ):
+            return None
+        key = entry.key = next(self._keys)
+        self._back += 1
+        return store.add(key, node.name, self._back, entry.data, entry.expires)
+
+    def _notWritten(self, reason: Failure, entry: _Stored, node: _Node) -> None:
+        """
+        The store could not write a new message: it is in memory only, and
+        leaves its queue if it still waits there.
+        """
+        reason.trap(StoreError)
+        entry.key = None
+        if isinstance(node, Queue):
+            node._withdraw(entry)
+
+    def _delivered(self, entry: _Stored) -> None:
+        """
+        Record that a stored message's delivery has begun.
+        """
+        assert self.store is not None and entry.key is not None
+        self.store.delivered(entry.key).addErrback(_storeFailed)
+
+    def _requeued(self, entry: _Stored, queue: Queue, front: bool) -> None:
+        """
+        Record that a stored message is on a queue again, at its front or
+        its back.
+        """
+        assert self.store is not None and entry.key is not None
+        if front:
+            self._front -= 1
+            position = self._front
+        else:
+            self._back += 1
+            position = self._back
+        self.store.requeue(
+            entry.key, queue.name, position, entry.expires, entry.data
+        ).addErrback(_storeFailed)
+
+    def _unstore(self, entry: _Stored) -> None:
+        """
+        Forget a stored message: it is done, or now in memory only.
+        """
+        assert self.store is not None and entry.key is not None
+        key, entry.key = entry.key, None
+        self.store.remove(key).addErrback(_storeFailed)
+
+    def _makeDurable(self, node: _Node) -> None:
+        """
+        A link with a durable terminus attached to a node: a queue becomes
+        durable, and is recorded as such.
+        """
+        if not isinstance(node, Queue) or node.durable or not node.storable:
+            return
+        node.durable = True
+        if self.store is not None and self._recovered:
+            self.store.declare(node.name).addErrback(_storeFailed)
+
+    def _settledLater(self, producer: _Producer) -> None:
+        """
+        A producer's message was settled after the store's answer: give the
+        link its credit and send the outcome, soon (once for all the
+        messages of a transaction).
+        """
+        self._granting[producer] = None
+        self._dirty.add(producer.protocol)
+        if self._settling is None:
+            self._settling = self.clock.callLater(0, self._settleNow)
+
+    def _settleNow(self) -> None:
+        self._settling = None
+        granting, self._granting = self._granting, {}
+        for producer in granting:
+            producer.grant()
+        self._flush()
 
     def _flush(self, exclude: BrokerProtocol | None = None) -> None:
         """
@@ -821,6 +1153,8 @@ class BrokerProtocol(AMQPProtocol):
         link.target.copy(link.remote_target)
         link.snd_settle_mode = link.remote_snd_settle_mode
         link.open()
+        if source.durability:
+            self.broker._makeDurable(node)
         consumer = _Consumer(self, link)
         self._consumers[link] = consumer
         if isinstance(node, Topic):
@@ -851,6 +1185,8 @@ class BrokerProtocol(AMQPProtocol):
         if limit is not None:
             link.max_message_size = limit
         link.open()
+        if node is not None and target.durability:
+            self.broker._makeDurable(node)
         producer = _Producer(self, link, node)
         self._producers[link] = producer
         if node is not None:

@@ -28,9 +28,11 @@ class _Stored:
         redelivery (C{first-acquirer} false).
     @ivar failures: how many failed deliveries the broker saw (for a
         message whose header cannot be read).
+    @ivar key: the message's key in the broker's store, or L{None} when the
+        store does not hold it (it is in memory only).
     """
 
-    __slots__ = ("avoid", "data", "expires", "failures", "redelivered")
+    __slots__ = ("avoid", "data", "expires", "failures", "key", "redelivered")
 
     def __init__(self, data: bytes, expires: float | None) -> None:
         self.data = data
@@ -38,10 +40,11 @@ class _Stored:
         self.avoid: tuple[_Consumer, ...] | None = None
         self.redelivered = False
         self.failures = 0
+        self.key: int | None = None
 
     def copy(self) -> _Stored:
         """
-        @return: a new entry for the same message.
+        @return: a new entry for the same message (in memory only).
         """
         return _Stored(self.data, self.expires)
 
@@ -157,6 +160,9 @@ class Queue(_Node):
     @ivar temporary: whether the queue is a dynamic node, deleted when the
         link that created it detaches.
     @ivar topic: the topic a subscription queue belongs to, or L{None}.
+    @ivar durable: whether the queue survives a restart of the broker (with
+        a store): declared at start, or created by a link with a durable
+        terminus.
     """
 
     def __init__(
@@ -176,6 +182,7 @@ class Queue(_Node):
         self.temporary = temporary
         self.topic = topic
         self.messages: deque[_Stored] = deque()
+        self.durable = False
         self._consumers: deque[_Consumer] = deque()
         self._creator: object | None = None
         self._owner: object | None = None
@@ -188,6 +195,14 @@ class Queue(_Node):
         How many consumers the queue has.
         """
         return len(self._consumers)
+
+    @property
+    def storable(self) -> bool:
+        """
+        Whether the broker's store may keep the queue's durable messages: a
+        queue that is neither temporary nor a topic's subscription.
+        """
+        return not self.temporary and self.topic is None
 
     @property
     def depth(self) -> int:
@@ -216,12 +231,17 @@ class Queue(_Node):
         """
         Add an encoded message at the back, as if a client had sent it (its
         time to live counts from now, and the depth limit does not apply),
-        and deliver what can be.
+        and deliver what can be.  A durable message goes to the broker's
+        store too, if it has one (without waiting for the write).
 
         @param data: the encoded message.
         """
         broker = self._broker
-        self._add(broker._stored(data, broker._summarize(data)))
+        entry = broker._stored(data, broker._summarize(data))
+        written = broker._persist(entry, self)
+        if written is not None:
+            written.addErrback(broker._notWritten, entry, self)
+        self._add(entry)
         broker._flush()
 
     def _add(self, entry: _Stored) -> None:
@@ -274,11 +294,31 @@ class Queue(_Node):
         messages = self.messages
         for entry in reversed(back):
             messages.appendleft(entry)
+            if entry.key is not None:
+                broker._requeued(entry, self, front=True)
             if entry.expires is not None:
                 self._expiring += 1
             if entry.avoid:
                 self._avoiding += 1
         self.dispatch()
+
+    def _withdraw(self, entry: _Stored) -> bool:
+        """
+        Take a message out of the queue, wherever it is.
+
+        @param entry: the message.
+        @return: whether it was waiting in the queue.
+        """
+        try:
+            self.messages.remove(entry)
+        except ValueError:
+            return False
+        if entry.expires is not None:
+            self._expiring -= 1
+        if entry.avoid:
+            self._avoiding -= 1
+        self._took()
+        return True
 
     def _take(self, consumer: _Consumer) -> _Stored | None:
         """
