@@ -508,8 +508,10 @@ class Receiver(_Link):
         autoAccept: bool,
         onMessage: Callable[[ReceivedMessage], object] | None = None,
         durable: bool = False,
+        limit: int | None = None,
     ) -> None:
         self._onMessage = onMessage
+        self._uncredited = limit
         self._durable = durable
         self._address = address
         self._credit = credit
@@ -537,8 +539,21 @@ class Receiver(_Link):
         Drop the messages received but not handed out: they were not settled,
         so the peer delivers them again.
         """
+        if self._uncredited is not None:
+            # Credit the old link did not use can be given again.
+            self._uncredited += self.link.credit + len(self._buffer)
         super()._park()
         self._buffer.clear()
+
+    def _flow(self, credit: int) -> None:
+        """
+        Give the peer credit, within the receiver's limit.
+        """
+        if self._uncredited is not None:
+            credit = min(credit, self._uncredited)
+            self._uncredited -= credit
+        if credit > 0:
+            cast(proton.Receiver, self.link).flow(credit)
 
     @property
     def address(self) -> str | None:
@@ -600,7 +615,7 @@ class Receiver(_Link):
 
     def _handOut(self, received: ReceivedMessage) -> ReceivedMessage:
         if self.failure is None and self.attached:
-            cast(proton.Receiver, self.link).flow(1)
+            self._flow(1)
             if self._autoAccept:
                 received.accept()
             self._connection.flush()
@@ -613,7 +628,7 @@ class Receiver(_Link):
     def _remoteOpened(self) -> None:
         super()._remoteOpened()
         if self.attached:
-            cast(proton.Receiver, self.link).flow(self._credit)
+            self._flow(self._credit)
 
     def _arrived(self, delivery: Delivery) -> None:
         data = self._connection.reader.read(delivery)
@@ -740,6 +755,7 @@ class AMQPConnection(AMQPProtocol):
         presettled: bool = False,
         onMessage: Callable[[ReceivedMessage], object] | None = None,
         durable: bool = False,
+        limit: int | None = None,
     ) -> Deferred[Receiver]:
         """
         Attach a new receiving link.
@@ -758,6 +774,9 @@ class AMQPConnection(AMQPProtocol):
         @param onMessage: a function called with each message as it arrives,
             instead of keeping it for L{Receiver.get}.
         @param durable: ask for a durable source (see L{sender}).
+        @param limit: how many messages to take in all, or L{None} for no
+            limit: the peer gets no credit beyond (so a receiver that wants N
+            messages is not sent an N+1th it would leave unsettled).
         @return: a Deferred that fires with the L{Receiver} once attached, or
             fails with L{LinkDetached} (the peer refused), L{SessionEnded} or
             the connection's failure.
@@ -774,6 +793,7 @@ class AMQPConnection(AMQPProtocol):
             autoAccept,
             onMessage,
             durable,
+            limit,
         )
         self.flush()
         return receiver.whenAttached()

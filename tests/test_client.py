@@ -795,3 +795,23 @@ class EndOfLinkTests(_Connected):
         self.client.close()
         self.pump.flush()
         self.assertEqual(self.successResultOf(done), 0)
+
+
+class LimitTests(_Connected):
+    """
+    A receiver's C{limit}.
+    """
+
+    def test_noCreditBeyond(self) -> None:
+        """
+        A receiver limited to N messages gives the peer credit for N only,
+        whatever its window.
+        """
+        receiver = self.receiver("in", credit=5, limit=2)
+        for i in range(4):
+            self.peer.offer("in", Message(body=i))
+        self.pump.flush()
+        self.assertEqual(self.peer.queued("in"), 2)
+        self.assertEqual([self.get(receiver).body for _ in range(2)], [0, 1])
+        self.pump.flush()
+        self.assertEqual(self.peer.queued("in"), 2)
