@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 from uuid import uuid4
@@ -37,14 +38,17 @@ from proton import (
     Event,
     Handler,
     Session,
-    Transport,
     Url,
 )
 from proton import SSLDomain as _ProtonSSLDomain
 from service_identity import VerificationError
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.error import ConnectingCancelledError, ConnectionDone
+from twisted.internet.error import (
+    ConnectingCancelledError,
+    ConnectionDone,
+    NoProtocol,
+)
 from twisted.internet.interfaces import (
     IAddress,
     IListeningPort,
@@ -143,6 +147,31 @@ def _toURL(value: object) -> AMQPURL:
     if "://" not in value:
         value = "amqp://" + value
     return parseURL(value)
+
+
+# Port 0 in the authority of a URL to listen on.
+_ANY_PORT = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*://)?[^/]*?):0+(?=/|$)")
+
+
+def _listenURL(value: object) -> tuple[AMQPURL, int]:
+    """
+    Read a URL to listen on, as L{_toURL} reads one, but with port 0 (any
+    free port) allowed, as proton's C{Container.listen} allows it.
+
+    @param value: URL text, a C{proton.Url} or an L{AMQPURL}.
+    @return: the URL (with the scheme's port in place of 0), and the port to
+        listen on.
+    @raise ValueError: for a bad URL.
+    @raise TypeError: for something that is not a URL.
+    """
+    if isinstance(value, Url) and value.port is not None and int(value.port) == 0:
+        value = str(value)
+    if isinstance(value, str):
+        text, anyPort = _ANY_PORT.subn(r"\1", value)
+        url = _toURL(text)
+        return url, 0 if anyPort else url.port
+    url = _toURL(value)
+    return url, url.port
 
 
 def _protonURL(url: AMQPURL) -> Url:
@@ -682,81 +711,70 @@ def _readConnectFile(path: str) -> _ConnectConfig:
 
 class _ContainerEngine(Engine):
     """
-    An L{Engine} over a proton C{Connection} made elsewhere: the one
-    C{Container.connect} returned at once, bound to a new transport at each
-    connection attempt.
+    The engine of a container's connection, as proton's container makes it:
+    C{event.container} is the container; a client may go without a SASL
+    layer (C{sasl_enabled=False}); a TLS failure is reported in proton's
+    order.
 
-    C{Engine.__init__} is not called: it makes a C{Connection} of its own.
-    What it sets up is set up here, for the given connection and collector.
+    A client's engine drives the C{Connection} that C{Container.connect}
+    returned, with the connection's collector, kept across attempts (see
+    L{Engine.__init__}).
 
-    @ivar early: called with the peer's Close event before the protocol acts
-        on it (see L{nextEvent}).
+    @ivar errorFirst: set on a TLS failure, which proton's own SSL layer
+        reports as it happens: the transport error then comes before the end
+        of input that follows it (see L{nextEvent}).
     """
 
     def __init__(
         self,
         settings: ConnectionSettings,
-        connection: Connection,
-        collector: Collector,
         container: Container,
+        connection: Connection | None = None,
+        collector: Collector | None = None,
         saslEnabled: bool = True,
     ) -> None:
         """
-        Bind a new transport to C{connection}.
-
         @param settings: the connection's settings.
-        @param connection: the proton connection, collecting into
-            C{collector}.
-        @param collector: the connection's collector, kept across attempts.
         @param container: the container, which C{event.container} finds
             through the transport as in proton.
-        @param saslEnabled: whether the client uses a SASL layer.
+        @param connection: the proton connection (a client's), or L{None}
+            for a new one (a server's).
+        @param collector: C{connection}'s collector, or L{None}.
+        @param saslEnabled: whether a client uses a SASL layer.
         """
-        self.settings = settings
-        self.connection = connection
-        self.collector = collector
-        server = settings.role == "server"
-        transport = Transport(Transport.SERVER if server else Transport.CLIENT)
-        self.transport = transport
-        self._input = bytearray()
-        self.early: Callable[[Event], None] | None = None
+        self._saslEnabled = saslEnabled
         self.errorFirst = False
         self._held: Event | None = None
-        if settings.hostname:
-            connection.hostname = settings.hostname
-        if settings.idleTimeout:
-            transport.idle_timeout = settings.idleTimeout
-        if settings.maxFrameSize:
-            transport.max_frame_size = settings.maxFrameSize
-        if server and settings.sasl is not None:
-            # amqptx's SASL gate authenticated the client already.
-            transport.require_auth(False)
-        elif saslEnabled:
-            sasl = transport.sasl()
-            if settings.mechanisms is not None:
-                sasl.allowed_mechs(" ".join(settings.mechanisms))
-            sasl.allow_insecure_mechs = settings.allowInsecureMechanisms
-            if not server:
-                if settings.user is not None:
-                    connection.user = settings.user
-                if settings.password is not None:
-                    connection.password = settings.password
+        super().__init__(settings, connection, collector)
         # proton's Event.container is the transport's "_reactor" attachment.
-        setattr(transport, "_reactor", container)  # noqa: B010
-        transport.bind(connection)
+        setattr(self.transport, "_reactor", container)  # noqa: B010
+
+    def _configure(self, settings: ConnectionSettings) -> None:
+        """
+        Configure as L{Engine} does, but without any SASL layer for a client
+        with C{sasl_enabled=False} (the AMQP header goes first, as with
+        proton's container).
+
+        @param settings: the connection's settings.
+        """
+        if self._saslEnabled:
+            super()._configure(settings)
+            return
+        # Engine._configure always adds a SASL layer.  Of what it sets
+        # besides, a container's client settings carry only these (the
+        # container id and properties are on the connection already).
+        if settings.hostname is not None:
+            self.connection.hostname = settings.hostname
+        if settings.idleTimeout:
+            self.transport.idle_timeout = settings.idleTimeout
+        if settings.maxFrameSize:
+            self.transport.max_frame_size = settings.maxFrameSize
 
     def nextEvent(self) -> Event | None:
         """
-        Take the next event; the peer's Close goes to L{early} first.
-
-        AMQPProtocol answers a peer's Close with its own before its handler
-        sees the event; proton's container lets the handlers see it first
-        (C{MessagingHandler} tells C{on_connection_closing} from
-        C{on_connection_closed} by whether this side closed already).
-
-        When L{errorFirst} is set (a TLS failure, which proton's own SSL
-        layer reports as it happens), the transport error comes before the
-        end of input that follows it, in proton's order.
+        Take the next event; after a TLS failure (L{errorFirst}), the
+        transport error comes before the end of input, which proton's
+        collector holds first.
 
         @return: the event, or L{None}.
         """
@@ -773,34 +791,14 @@ class _ContainerEngine(Engine):
             if following is not None and following.type is Event.TRANSPORT_ERROR:
                 self.collector.pop()
                 self._held, event = event, following
-        if (
-            event is not None
-            and event.type is Event.CONNECTION_REMOTE_CLOSE
-            and self.early is not None
-        ):
-            self.early(event)
         return event
-
-    def outputClosed(self) -> bool:
-        """
-        Whether the TCP connection may end: once proton is done in both
-        directions, as proton's container decides.
-
-        proton stops producing output as soon as this side's Close is
-        written; ending the TCP connection then (as L{Engine.outputClosed}
-        lets AMQPProtocol do) would lose the peer's Close, which proton's
-        handlers wait for (C{on_connection_closed}).
-
-        @return: whether the transport is closed for input and output.
-        """
-        return bool(self.transport.closed)
 
     def release(self) -> None:
         """
-        Unbind the transport, and drop the events the unbinding made; the
-        collector stays, for the connection's next transport.
+        Unbind the transport, and drop the events the unbinding made: a
+        client's collector stays, for the connection's next transport.
         """
-        self.transport.unbind()
+        super().release()
         collector = self.collector
         while collector.peek() is not None:
             collector.pop()
@@ -828,27 +826,14 @@ class _Dispatcher:
     def __init__(self, container: Container, owner: _Owner) -> None:
         self._container = container
         self._owner = owner
-        self._done: Event | None = None
 
     def on_unhandled(self, method: str, event: Event) -> None:
         """
-        Dispatch an event (unless L{early} did already).
+        Dispatch an event.
 
         @param method: the handler method's name.
         @param event: the event.
         """
-        if event is self._done:
-            self._done = None
-            return
-        self._container._dispatch(event, self._owner)
-
-    def early(self, event: Event) -> None:
-        """
-        Dispatch an event now, and not again when the protocol hands it on.
-
-        @param event: the event.
-        """
-        self._done = event
         self._container._dispatch(event, self._owner)
 
 
@@ -857,42 +842,26 @@ class _ContainerProtocol(AMQPProtocol):
     The protocol of one of a container's connections (client or server).
     """
 
-    def __init__(
-        self,
-        container: Container,
-        owner: _Owner,
-        engine: _ContainerEngine | None = None,
-    ) -> None:
+    def __init__(self, container: Container, owner: _Owner) -> None:
         """
         @param container: the container.
-        @param owner: the connection's owner, told when the connection ends
-            and asked for an engine.
-        @param engine: the engine to use (a client's, made with its
-            connection); L{None} to ask C{owner} for one.
+        @param owner: the connection's owner, asked for the engine and told
+            when the connection ends.
         """
-        self._dispatcher = _Dispatcher(container, owner)
-        super().__init__(handler=self._dispatcher)
+        super().__init__(handler=_Dispatcher(container, owner))
         self._container = container
         self._owner = owner
-        self._engineToUse = engine
         self.flushDepth = 0
         self.lost = False
 
-    def _startEngine(self, data: bytes) -> None:
+    def makeEngine(self) -> Engine:
         """
-        Start on the owner's engine (a client's, bound to the C{Connection}
-        that C{Container.connect} returned; a server's, made now) instead of
-        a new L{Engine}, which would make a C{Connection} of its own.
+        Get the owner's engine: a client's, bound to the C{Connection} that
+        C{Container.connect} returned; a server's, made now.
 
-        @param data: bytes that followed amqptx's SASL exchange (server).
+        @return: the engine.
         """
-        engine = self._engineToUse or self._owner.makeEngine(self)
-        self._engineToUse = None
-        engine.early = self._dispatcher.early
-        self.engine = engine
-        if data:
-            engine.feed(data)
-        self.flush()
+        return self._owner.makeEngine(self)
 
     def flush(self) -> None:
         """
@@ -917,8 +886,7 @@ class _ContainerProtocol(AMQPProtocol):
         if engine is None and isinstance(self._owner, _ServerConnection):
             # Lost before AMQP began (TLS or SASL failed, say): proton's
             # listener reports that on the accepted connection too.
-            engine = self._owner.makeEngine(self)
-            engine.early = self._dispatcher.early
+            engine = cast("_ContainerEngine", self.makeEngine())
             self.engine = engine
         if (
             engine is not None
@@ -956,6 +924,25 @@ class _ContainerProtocol(AMQPProtocol):
 
 
 # --- connection owners ----------------------------------------------------------------
+
+
+class _Connection(Connection):
+    """
+    The C{Connection} that C{Container.connect} returns: proton's, but
+    C{open()} does nothing while it is open.
+
+    C{AMQPProtocol} opens a client's connection as each attempt starts; this
+    one is open from the start.  proton's C{open()} would encode the
+    properties and capabilities again, after those encoded already, and the
+    Open frame would carry neither.
+    """
+
+    def open(self) -> None:
+        """
+        Open the connection, unless it is open.
+        """
+        if not self.state & Endpoint.LOCAL_ACTIVE:
+            super().open()
 
 
 class _Owner:
@@ -1122,9 +1109,9 @@ class _ClientConnection(_Owner):
         self.connection.url = _protonURL(target.url)  # type: ignore[assignment]
         engine = _ContainerEngine(
             target.settings,
+            container,
             self.connection,
             self.collector,
-            container,
             self._saslEnabled,
         )
         self.engine = engine
@@ -1138,12 +1125,27 @@ class _ClientConnection(_Owner):
         """
         Make the protocol of the attempt in progress.
 
-        @return: the protocol, or L{None} when there is no attempt.
+        @return: the protocol, or L{None} when there is no attempt, or the
+            connection was closed meanwhile (the protocol would open it
+            again).
         """
-        if self.engine is None or self.protocol is not None:
+        if (
+            self.engine is None
+            or self.protocol is not None
+            or self.connection.state & Endpoint.LOCAL_CLOSED
+        ):
             return None
-        self.protocol = _ContainerProtocol(self._container, self, self.engine)
+        self.protocol = _ContainerProtocol(self._container, self)
         return self.protocol
+
+    def makeEngine(self, protocol: _ContainerProtocol) -> _ContainerEngine:
+        """
+        @param protocol: the attempt's protocol.
+        @return: the attempt's engine, made with its transport when the
+            attempt began (its failure is reported on that transport).
+        """
+        assert self.engine is not None
+        return self.engine
 
     def _connectFailed(self, reason: Failure, engine: _ContainerEngine) -> None:
         """
@@ -1154,7 +1156,7 @@ class _ClientConnection(_Owner):
         if engine is not self.engine or self.protocol is not None:
             return
         self._attempt = None
-        if reason.check(ConnectingCancelledError) and (
+        if reason.check(ConnectingCancelledError, NoProtocol) and (
             self._container._stopped or self.connection.state & Endpoint.LOCAL_CLOSED
         ):
             # Given up on by this side: nothing to tell the handlers.
@@ -1163,7 +1165,8 @@ class _ClientConnection(_Owner):
             return
         transport = engine.transport
         if transport.condition is None:
-            transport.condition = Condition("proton:io", reason.getErrorMessage())
+            # The condition proton's container (its Python I/O) gives.
+            transport.condition = Condition("proton.pythonio", reason.getErrorMessage())
         transport.close_tail()
         transport.close_head()
         self._container._sweep()
@@ -1315,19 +1318,15 @@ class _ServerConnection(_Owner):
         @param protocol: the protocol.
         @return: the engine.
         """
-        container = self._container
-        connection = Connection()
-        collector = Collector()
-        connection.collect(collector)
-        connection.container = container.container_id
+        engine = _ContainerEngine(protocol.settings, self._container)
         transport = protocol.transport
         peer = transport.getPeer() if transport is not None else None
         host, port = getattr(peer, "host", None), getattr(peer, "port", None)
         if host is not None and port is not None:
-            connection.url = Url(  # type: ignore[no-untyped-call,assignment]
+            engine.connection.url = Url(  # type: ignore[no-untyped-call,assignment]
                 host=host, port=port
             )
-        return _ContainerEngine(protocol.settings, connection, collector, container)
+        return engine
 
     def pump(self) -> bool:
         """
@@ -1474,19 +1473,29 @@ class Container:
         Twisted's; C{ssl_domain} is an L{SSLDomain} or Twisted TLS options,
         not a C{proton.SSLDomain}.
       - Listeners authenticate clients with amqptx's SASL (ANONYMOUS).
+      - Listeners may listen on IPv6 (proton 0.40's Python container listens
+        on IPv4 only); port 0 is any free port (the acceptor's C{port}).
       - C{url} and C{urls} together are an error (proton ignores C{urls}).
       - An attempt (TCP, TLS, SASL, Open) that takes longer than 30 seconds
         fails, and the reconnect rules apply.
       - A handler that raises ends L{run} as with proton; after L{start}, the
         exception is logged and the container goes on.
-      - After the handlers, amqptx answers the peer's Begin, End and Detach
-        (as C{MessagingHandler} does).
+      - After the handlers, amqptx answers the peer's Begin, End, Detach and
+        Close, if they did not (as C{MessagingHandler} does).
+      - After sending its Close, a connection waits for the peer's at most 5
+        seconds, then ends the TCP connection (proton waits on); the
+        handlers then see a transport error.
       - Code outside a handler (a Deferred's callback, say) that acts on
         proton objects directly calls L{flush} afterwards; the container's
         own methods do it themselves.
       - C{allow_insecure_mechs} is True by default, as in proton: a password
         may go in clear over C{amqp} (without TLS); set it to L{False} to
         refuse that.
+      - The connection configuration file (C{connect.json}) is checked: a
+        mistake in it is a L{ValueError} naming the file.
+      - Not there: transactions, selectables and C{EventInjector}, and the
+        methods of proton's own event loop (C{process}, C{do_work},
+        C{wakeup}...): the loop is Twisted's reactor.
 
     @ivar container_id: the container id sent in the Open of each connection.
     @ivar ssl: the default TLS settings (C{ssl.client}, C{ssl.server}).
@@ -1733,7 +1742,7 @@ class Container:
             raise ValueError("urls is empty")
         _refuseProtonDomain(ssl_domain)
         parsed = [_toURL(u) for u in given]
-        connection = Connection()
+        connection = _Connection()
         connection.container = kwargs.get("container_id") or self.container_id
         connection.offered_capabilities = kwargs.get("offered_capabilities")
         connection.desired_capabilities = kwargs.get("desired_capabilities")
@@ -1845,7 +1854,7 @@ class Container:
         if self._stopped:
             raise RuntimeError("the container is stopped")
         _refuseProtonDomain(ssl_domain)
-        parsed = _toURL(url)
+        parsed, port = _listenURL(url)
         tlsOptions: IOpenSSLServerConnectionCreator | IOpenSSLContextFactory | None = (
             None
         )
@@ -1858,7 +1867,7 @@ class Container:
             tlsOptions = cast(IOpenSSLContextFactory, domain)
         endpoint = AMQPServerEndpoint(
             self._reactor,
-            parsed.port,
+            port,
             interface=parsed.host,
             tlsOptions=tlsOptions,
             containerId=self.container_id,

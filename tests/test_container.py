@@ -20,20 +20,16 @@ from twisted.application.service import IService
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from amqptx import AMQPServerEndpoint
-from amqptx._container import (
-    Container,
-    ContainerService,
-    _readConnectFile,
-    _toURL,
-)
-from amqptx._container import SSLDomain as AMQPTXSSLDomain
+from amqptx import AMQPServerEndpoint, Container, ContainerService
+from amqptx import SSLDomain as AMQPTXSSLDomain
+from amqptx._container import _readConnectFile, _toURL
+from amqptx._protocol import CLOSE_TIMEOUT
 from amqptx.testing import IOPump, TestPeer, completeConnection
 from tests._certs import sharedPKI
 
@@ -277,6 +273,51 @@ class SendTests(_ContainerTestCase):
         self.assertEqual(connection.remote_hostname, "vhost")
         self.assertEqual(list(connection.remote_offered_capabilities), ["cap"])
         self.assertEqual(dict(connection.remote_properties), {"key": "value"})
+
+    def test_optionsAfterReconnect(self) -> None:
+        """
+        The Open of each attempt carries the connection's properties and
+        capabilities, once: a connection that comes back says what it said
+        the first time.
+        """
+        self.listenPeer()
+        container = self.container()
+        container.start()
+        container.connect(
+            _URL, offered_capabilities=["cap"], properties={"key": "value"}
+        )
+        said = []
+        for attempt in range(2):
+            pump = self.complete()
+            connection = self.peers[attempt].connection
+            said.append(
+                (
+                    list(connection.remote_offered_capabilities),
+                    dict(connection.remote_properties),
+                )
+            )
+            pump.server.transport.loseConnection()
+            pump.flush()
+        self.assertEqual(said, [(["cap"], {"key": "value"})] * 2)
+
+    def test_saslDisabled(self) -> None:
+        """
+        With C{sasl_enabled=False}, the client has no SASL layer: the plain
+        AMQP header goes first, as with proton; by default the SASL header
+        does.
+        """
+        headers = []
+        for enabled in (False, True):
+            container = self.container()
+            container.start()
+            container.connect(_URL, sasl_enabled=enabled, reconnect=False)
+            factory = self.reactor.tcpClients.pop()[2]
+            protocol = factory.buildProtocol(None)
+            assert protocol is not None
+            transport = StringTransport()
+            protocol.makeConnection(transport)
+            headers.append(transport.value()[:8])
+        self.assertEqual(headers, [b"AMQP\x00\x01\x00\x00", b"AMQP\x03\x01\x00\x00"])
 
     def test_linkOptions(self) -> None:
         """
@@ -534,8 +575,8 @@ class CloseTests(_ContainerTestCase):
     def test_refusedNoReconnect(self) -> None:
         """
         With C{reconnect=False}, a refused TCP connection is a transport
-        error and a disconnection, as proton reports them; no other attempt
-        follows.
+        error (with the condition proton's container gives) and a
+        disconnection, as proton reports them; no other attempt follows.
         """
         conditions: list[str] = []
         recorder = _Recorder(
@@ -553,7 +594,7 @@ class CloseTests(_ContainerTestCase):
             recorder.events,
             ["on_start", "on_disconnected", "on_transport_error", "on_disconnected"],
         )
-        self.assertEqual(conditions, ["proton:io"])
+        self.assertEqual(conditions, ["proton.pythonio"])
         self.assertEqual(self.reactor.tcpClients, [])
 
     def test_reconnectDelays(self) -> None:
@@ -666,6 +707,79 @@ class CloseTests(_ContainerTestCase):
         self.assertEqual(self.reactor.tcpClients, [])
         self.assertEqual(recorder.events[-1], "on_connection_closed")
 
+    def test_closingBothWays(self) -> None:
+        """
+        When this side closes first, C{on_connection_closed} comes once, when
+        the peer's Close arrives; no C{on_connection_closing}.
+        """
+        self.listenPeer()
+        recorder = _Recorder(
+            {
+                "on_start": lambda e: e.container.connect(_URL),
+                "on_connection_opened": lambda e: e.connection.close(),
+            }
+        )
+        self.container(recorder).start()
+        pump = self.complete()
+        self.assertEqual(
+            recorder.events,
+            ["on_start", "on_connection_opened", "on_connection_closed"],
+        )
+        self.assertTrue(pump.clientIO.disconnected)
+
+    def test_closeUnanswered(self) -> None:
+        """
+        When the peer does not answer this side's Close, the TCP connection
+        ends C{CLOSE_TIMEOUT} seconds later (proton's container would wait
+        on); no other attempt follows.
+        """
+        self.listenPeer()
+        connections: list[Any] = []
+        recorder = _Recorder(
+            {"on_start": lambda e: connections.append(e.container.connect(_URL))}
+        )
+        container = self.container(recorder)
+        container.start()
+        pump = self.complete()
+        self.peers[0].dataReceived = lambda data: None  # type: ignore[method-assign]
+        connections[0].close()
+        container.flush()
+        pump.flush()
+        self.reactor.advance(CLOSE_TIMEOUT - 0.1)
+        pump.flush()
+        self.assertFalse(pump.clientIO.disconnected)
+        self.reactor.advance(0.1)
+        pump.flush()
+        self.assertTrue(pump.clientIO.disconnected)
+        self.assertEqual(
+            recorder.events,
+            ["on_start", "on_connection_opened", "on_transport_error"],
+        )
+        self.reactor.advance(60)
+        self.assertEqual(self.reactor.tcpClients, [])
+        self.assertEqual(container._owners, [])
+
+    def test_closedBeforeConnected(self) -> None:
+        """
+        A connection closed outside a handler, without C{flush}, before its
+        TCP connection is made, is not opened when the TCP connection comes:
+        the attempt is given up.
+        """
+        self.listenPeer()
+        recorder = _Recorder()
+        container = self.container(recorder)
+        container.start()
+        connection = container.connect(_URL)
+        connection.close()
+        # The TCP connection is made: Twisted asks for its protocol (and
+        # drops the connection when there is none).
+        factory = self.reactor.tcpClients.pop()[2]
+        self.assertIsNone(factory.buildProtocol(None))
+        self.reactor.advance(60)
+        self.assertEqual(recorder.events, ["on_start"])
+        self.assertEqual(container._owners, [])
+        self.assertEqual(self.reactor.tcpClients, [])
+
     def test_closeWhileConnecting(self) -> None:
         """
         Closing a connection before its TCP connection is made cancels the
@@ -769,6 +883,35 @@ class ListenTests(_ContainerTestCase):
         container.listen("amqp://[::0]:5673")
         [(port, factory, backlog, interface)] = self.reactor.tcpServers
         self.assertEqual((port, interface), (5673, "::"))
+
+    def test_anyPort(self) -> None:
+        """
+        Port 0 listens on any free port, as with proton; without a port, the
+        scheme's is used.
+        """
+        container = self.container()
+        for url in (
+            "127.0.0.1:0",
+            "amqp://[::1]:00/ignored:0",
+            Url("amqp://127.0.0.1:0"),
+            "0.0.0.0",
+            "[::0]",
+            Url("0.0.0.0"),
+            "amqp://127.0.0.1:5674/a:0",
+        ):
+            container.listen(url)
+        self.assertEqual(
+            [(port, interface) for port, _, _, interface in self.reactor.tcpServers],
+            [
+                (0, "127.0.0.1"),
+                (0, "::1"),
+                (0, "127.0.0.1"),
+                (5672, "0.0.0.0"),
+                (5672, "::"),
+                (5672, "0.0.0.0"),
+                (5674, "127.0.0.1"),
+            ],
+        )
 
     def test_tlsNeedsCredentials(self) -> None:
         """
@@ -1125,6 +1268,29 @@ class ConnectFileTests(_ContainerTestCase):
         domain = config.sslDomain()
         self.assertEqual(domain.verifyMode, AMQPTXSSLDomain.ANONYMOUS_PEER)
         self.assertEqual(domain.caFile, "ca.pem")
+
+    def test_documented(self) -> None:
+        """
+        The example file of the documentation says what the documentation
+        says it does.
+        """
+        path = os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            "docs",
+            "examples",
+            "container_connect.json",
+        )
+        config = _readConnectFile(path)
+        self.assertEqual(str(config.url), "amqps://broker.example.com:5671")
+        self.assertEqual((config.user, config.password), ("alice", "secret"))
+        self.assertEqual(
+            (config.saslEnabled, config.mechanisms, config.allowInsecure),
+            (True, "PLAIN", False),
+        )
+        self.assertEqual(
+            (config.ca, config.cert, config.key, config.verify),
+            ("/etc/pki/ca.pem", "client.pem", "client-key.pem", True),
+        )
 
     def assertMalformed(self, text: str, *fragments: str) -> None:
         """

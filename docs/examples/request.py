@@ -11,10 +11,9 @@ import sys
 from proton import Message
 from twisted.internet import defer, task
 from twisted.internet.endpoints import clientFromString
-from twisted.internet.error import TimeoutError
 from twisted.internet.protocol import Factory
 
-from amqptx import AMQPConnection
+from amqptx import AMQPConnection, RequestTimedOut
 
 
 async def respond(requests, replies):
@@ -61,7 +60,7 @@ async def main(reactor, description="amqp:localhost:5672"):
     # Nobody listens on this address: no reply comes.
     try:
         await connection.request("nobody", Message(body="hello?"), timeout=0.5)
-    except TimeoutError:
+    except RequestTimedOut:
         print("no reply from 'nobody' within 0.5 s")
 
     await requests.close()  # ends the responder's async for

@@ -551,7 +551,9 @@ disk_free_limit.absolute = 50MB
             log = _tail(logPath)
             raise RabbitMQStartError(
                 f"epmd did not start on port {self.epmdPort}:\n{log}",
-                addressInUse="already" in log or "eaddrinuse" in log.lower(),
+                addressInUse="already" in log
+                or "eaddrinuse" in log.lower()
+                or "dist_port_already_used" in log,
             )
 
     def _startServer(self) -> None:
@@ -632,7 +634,9 @@ disk_free_limit.absolute = 50MB
         raise RabbitMQStartError(
             f"RabbitMQ node {self.nodeName} did not start: {reason}\n"
             f"--- tail of {self.serverLogPath} ---\n{log}",
-            addressInUse="eaddrinuse" in log.lower(),
+            # The port may also have gone, between our choosing it and the
+            # node binding it, to rabbitmqctl's own Erlang node.
+            addressInUse="eaddrinuse" in log.lower() or "dist_port_already_used" in log,
         )
 
     def _stopServer(self) -> None:

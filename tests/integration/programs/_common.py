@@ -78,7 +78,7 @@ def containerClass(name: str) -> Any:
         from proton.reactor import Container as ProtonContainer
 
         return ProtonContainer
-    from amqptx._container import Container as AMQPTXContainer
+    from amqptx import Container as AMQPTXContainer
 
     return AMQPTXContainer
 

@@ -31,7 +31,7 @@ def sslDomainClass(name: str) -> Any:
         from proton import SSLDomain as ProtonSSLDomain
 
         return ProtonSSLDomain
-    from amqptx._container import SSLDomain as AMQPTXSSLDomain
+    from amqptx import SSLDomain as AMQPTXSSLDomain
 
     return AMQPTXSSLDomain
 
