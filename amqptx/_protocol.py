@@ -259,8 +259,9 @@ class AMQPProtocol(Protocol):
         C{data}, what followed amqptx's SASL exchange.
         """
         self.engine = self.makeEngine()
-        if self.settings.role == "client":
-            self.engine.connection.open()
+        connection = self.engine.connection
+        if self.settings.role == "client" and connection.state & Endpoint.LOCAL_UNINIT:
+            connection.open()
         if data:
             self.engine.feed(data)
         self.flush()
