@@ -671,7 +671,7 @@ class AMQPConnection(AMQPProtocol):
         self._session: Session | None = None
         self._links: dict[str, _Link] = {}
         self._senders: dict[str | None, Sender] = {}
-        self._replies: Receiver | None = None
+        self._replies: dict[str | None, Receiver] = {}
         self._requests: dict[object, Deferred[Message]] = {}
         self._names = itertools.count()
 
@@ -799,7 +799,11 @@ class AMQPConnection(AMQPProtocol):
         return receiver.whenAttached()
 
     def request(
-        self, address: str, message: Message, timeout: float = 30.0
+        self,
+        address: str,
+        message: Message,
+        timeout: float = 30.0,
+        replyTo: str | None = None,
     ) -> Deferred[Message]:
         """
         Send a request and get its reply, through a dynamic reply-to node.
@@ -807,12 +811,16 @@ class AMQPConnection(AMQPProtocol):
         The connection attaches one dynamic receiver for all its requests
         (on first use); each request gets that address as its C{reply_to}
         and a C{correlation_id} (its own, or a new unique one), and the reply
-        with that C{correlation_id} fires the Deferred.
+        with that C{correlation_id} fires the Deferred.  For a peer without
+        dynamic nodes (RabbitMQ 3.x), give a C{replyTo} address instead: one
+        receiver per such address takes the replies.
 
         @param address: where to send the request.
         @param message: the request; its C{reply_to} and (when unset)
             C{correlation_id} are set here.
         @param timeout: seconds to wait for the reply.
+        @param replyTo: an address of this connection's own to receive replies
+            at, instead of a dynamic node.
         @return: a Deferred that fires with the reply message, or fails with
             L{RequestTimedOut} when none came in time, with a failure of
             L{Sender.send} when the request was not accepted, or with the
@@ -852,7 +860,7 @@ class AMQPConnection(AMQPProtocol):
                 forget(None)
                 reply.errback(reason)
 
-        self._replyReceiver().addCallback(send).addErrback(failed)
+        self._replyReceiver(replyTo).addCallback(send).addErrback(failed)
 
         def done(result: _T) -> _T:
             if timer.active():
@@ -861,15 +869,15 @@ class AMQPConnection(AMQPProtocol):
 
         return reply.addBoth(done)
 
-    def _replyReceiver(self) -> Deferred[Receiver]:
-        replies = self._replies
+    def _replyReceiver(self, address: str | None) -> Deferred[Receiver]:
+        replies = self._replies.get(address)
         if replies is None or replies.failure is not None:
-            replies = self._replies = Receiver(
+            replies = self._replies[address] = Receiver(
                 self,
                 self._name("replies"),
-                None,
+                address,
                 DEFAULT_QUEUE_LIMIT,
-                True,
+                address is None,
                 False,
                 True,
                 self._reply,

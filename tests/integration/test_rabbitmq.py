@@ -17,7 +17,7 @@ import uuid
 from typing import Any
 
 from proton import Message
-from twisted.internet.defer import gatherResults
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.protocol import Factory
 from twisted.trial.unittest import SkipTest
@@ -113,6 +113,50 @@ class RabbitMQTests(IntegrationTestCase):
         """
         connection = await self.connectEndpoint(f"amqp:127.0.0.1:{self.node.port}")
         await self.roundTrip(connection, _THOUSAND)
+        await connection.close()
+
+    async def test_tenThousandInOrder(self) -> None:
+        """
+        Ten thousand messages sent to a queue are accepted and received back
+        in order.
+        """
+        connection = await self.connectEndpoint(f"amqp:127.0.0.1:{self.node.port}")
+        await self.roundTrip(connection, 10 * _THOUSAND)
+        await connection.close()
+
+    async def test_requestResponse(self) -> None:
+        """
+        C{request()} through RabbitMQ: a responder consumes a queue and
+        answers each request at its reply-to address (a queue of the
+        requester's: RabbitMQ 3.10 has no dynamic nodes), with its
+        correlation id.
+        """
+        connection = await self.connectEndpoint(f"amqp:127.0.0.1:{self.node.port}")
+        service = f"/queue/{self.queue('service')}"
+        replyTo = f"/queue/{self.queue('replies')}"
+        requests = await connection.receiver(service)
+
+        async def respond() -> None:
+            for _ in range(3):
+                request = await requests.get()
+                await connection.send(
+                    request.message.reply_to,
+                    Message(
+                        correlation_id=request.message.correlation_id,
+                        body=str(request.body).upper(),
+                    ),
+                )
+                request.accept()
+
+        responding = Deferred.fromCoroutine(respond())
+        answers = await gatherResults(
+            [
+                connection.request(service, Message(body=w), replyTo=replyTo)
+                for w in ("a", "b", "c")
+            ]
+        )
+        self.assertEqual([answer.body for answer in answers], ["A", "B", "C"])
+        await responding
         await connection.close()
 
     async def test_allSendsAtOnce(self) -> None:
