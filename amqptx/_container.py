@@ -749,26 +749,16 @@ class _ContainerEngine(Engine):
         # proton's Event.container is the transport's "_reactor" attachment.
         setattr(self.transport, "_reactor", container)  # noqa: B010
 
-    def _configure(self, settings: ConnectionSettings) -> None:
+    def _configureSASL(self, settings: ConnectionSettings) -> None:
         """
-        Configure as L{Engine} does, but without any SASL layer for a client
-        with C{sasl_enabled=False} (the AMQP header goes first, as with
+        Add proton's SASL layer as L{Engine} does, unless the client has
+        C{sasl_enabled=False} (the AMQP header then goes first, as with
         proton's container).
 
         @param settings: the connection's settings.
         """
         if self._saslEnabled:
-            super()._configure(settings)
-            return
-        # Engine._configure always adds a SASL layer.  Of what it sets
-        # besides, a container's client settings carry only these (the
-        # container id and properties are on the connection already).
-        if settings.hostname is not None:
-            self.connection.hostname = settings.hostname
-        if settings.idleTimeout:
-            self.transport.idle_timeout = settings.idleTimeout
-        if settings.maxFrameSize:
-            self.transport.max_frame_size = settings.maxFrameSize
+            super()._configureSASL(settings)
 
     def nextEvent(self) -> Event | None:
         """

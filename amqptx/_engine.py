@@ -137,6 +137,16 @@ class Engine:
             # authentication required (proton's default, made explicit).
             transport.require_auth(False)
             return
+        self._configureSASL(settings)
+
+    def _configureSASL(self, settings: ConnectionSettings) -> None:
+        """
+        Give the transport proton's SASL layer, with the settings' mechanisms
+        and credentials.  Override it to speak without SASL.
+
+        @param settings: what this side says and requires.
+        """
+        connection, transport = self.connection, self.transport
         sasl = transport.sasl()
         if settings.mechanisms is not None:
             sasl.allowed_mechs(" ".join(settings.mechanisms))
