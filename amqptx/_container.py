@@ -916,25 +916,6 @@ class _ContainerProtocol(AMQPProtocol):
 # --- connection owners ----------------------------------------------------------------
 
 
-class _Connection(Connection):
-    """
-    The C{Connection} that C{Container.connect} returns: proton's, but
-    C{open()} does nothing while it is open.
-
-    C{AMQPProtocol} opens a client's connection as each attempt starts; this
-    one is open from the start.  proton's C{open()} would encode the
-    properties and capabilities again, after those encoded already, and the
-    Open frame would carry neither.
-    """
-
-    def open(self) -> None:
-        """
-        Open the connection, unless it is open.
-        """
-        if not self.state & Endpoint.LOCAL_ACTIVE:
-            super().open()
-
-
 class _Owner:
     """
     What a container keeps for each of its connections.
@@ -1732,7 +1713,7 @@ class Container:
             raise ValueError("urls is empty")
         _refuseProtonDomain(ssl_domain)
         parsed = [_toURL(u) for u in given]
-        connection = _Connection()
+        connection = Connection()
         connection.container = kwargs.get("container_id") or self.container_id
         connection.offered_capabilities = kwargs.get("offered_capabilities")
         connection.desired_capabilities = kwargs.get("desired_capabilities")
