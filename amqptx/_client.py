@@ -354,6 +354,9 @@ class Sender(_Link):
                 self._unsettled[tag] = (data, d)
         if len(waiting) < self.queueLimit:
             self._roomWaiters.fire(self)
+        if not waiting and not self._unsettled:
+            # Pre-settled messages are done once they are out.
+            self._settledWaiters.fire(None)
 
     def _remoteOpened(self) -> None:
         super()._remoteOpened()

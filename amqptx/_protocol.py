@@ -82,6 +82,9 @@ class Waiters:
 
         @param result: the result, or a L{Failure} to fail them with.
         """
+        if not self._waiting:
+            # The common case, on the per-message path of senders.
+            return
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             if isinstance(result, Failure):

@@ -815,3 +815,28 @@ class LimitTests(_Connected):
         self.assertEqual([self.get(receiver).body for _ in range(2)], [0, 1])
         self.pump.flush()
         self.assertEqual(self.peer.queued("in"), 2)
+
+
+class PresettledSettledTests(_Connected):
+    """
+    Pre-settled messages count as settled once they are out.
+    """
+
+    def test_whenSettled(self) -> None:
+        """
+        C{whenSettled} of a pre-settled sender fires once its messages went
+        out, so a graceful close does not wait for them.
+        """
+        self.peer.credit = 0
+        d = self.client.sender("q", presettled=True)
+        self.pump.flush()
+        sender = self.successResultOf(d)
+        sender.send(Message(body=1))
+        settled = sender.whenSettled()
+        self.assertNoResult(settled)
+        link = self.peer.connection.link_head(0)
+        assert link is not None
+        link.flow(1)
+        self.peer.flush()
+        self.pump.flush()
+        self.assertIsNone(self.successResultOf(settled))
