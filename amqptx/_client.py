@@ -18,6 +18,7 @@ from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
+from . import _raw
 from ._engine import decodeMessage
 from ._errors import (
     AuthenticationFailed,
@@ -33,7 +34,6 @@ from ._protocol import (
     AMQPProtocol,
     Waiters,
     conditionFields,
-    eventDelivery,
     eventLink,
     eventSession,
 )
@@ -98,6 +98,7 @@ class _Link:
         """
         link = self._makeLink(connection._newSession())
         connection._links[self.name] = self
+        connection._byImpl[link._impl] = self
         link.open()
         return link
 
@@ -164,6 +165,15 @@ class _Link:
         """
         raise NotImplementedError()
 
+    def _delivery(self, delivery: _raw.CData) -> None:
+        """
+        A delivery on the link arrived or changed.
+
+        @param delivery: the delivery, a pointer into proton (see
+            L{amqptx._raw}).
+        """
+        raise NotImplementedError()
+
     def _remoteClosed(self) -> None:
         link = self.link
         name, description, info = conditionFields(link.remote_condition)
@@ -225,7 +235,9 @@ class Sender(_Link):
         self._roomWaiters = Waiters()
         self._settledWaiters = Waiters()
         self._waiting: deque[tuple[bytes, Deferred[Outcome]]] = deque()
-        self._unsettled: dict[str, tuple[bytes, Deferred[Outcome]]] = {}
+        # Keyed by proton's delivery (a pointer, see amqptx._raw): settled
+        # at once when its outcome comes, so never looked up once freed.
+        self._unsettled: dict[_raw.CData, tuple[bytes, Deferred[Outcome]]] = {}
         self._tags = itertools.count()
         super().__init__(connection, name)
 
@@ -284,7 +296,7 @@ class Sender(_Link):
                 )
             )
         d: Deferred[Outcome] = Deferred(self._cancelSend)
-        self._waiting.append((message.encode(), d))
+        self._waiting.append((_raw.encodeMessage(message), d))
         self._transmit()
         self._connection.flush()
         return d
@@ -337,21 +349,22 @@ class Sender(_Link):
         return self.address is not None and self.link.remote_target.address is None
 
     def _transmit(self) -> None:
-        link = self.link
         waiting = self._waiting
         if not self.attached:
             return
-        while waiting and link.credit > 0:
-            data, d = waiting.popleft()
-            tag = str(next(self._tags))
-            delivery = link.delivery(tag)
-            link.send(data)
-            link.advance()
-            if self._presettled:
-                delivery.settle()
-                d.callback(Outcome.SETTLED)
+        link = self.link._impl
+        lib, send, tags = _raw.lib, _raw.sendMessage, self._tags
+        credit = lib.pn_link_credit(link)
+        presettled, unsettled = self._presettled, self._unsettled
+        while waiting and credit > 0:
+            credit -= 1
+            item = waiting.popleft()
+            delivery = send(link, b"%d" % next(tags), item[0])
+            if presettled:
+                lib.pn_delivery_settle(delivery)
+                item[1].callback(Outcome.SETTLED)
             else:
-                self._unsettled[tag] = (data, d)
+                unsettled[delivery] = item
         if len(waiting) < self.queueLimit:
             self._roomWaiters.fire(self)
         if not waiting and not self._unsettled:
@@ -362,38 +375,24 @@ class Sender(_Link):
         super()._remoteOpened()
         self._transmit()
 
-    def _updated(self, delivery: Delivery) -> None:
-        state = delivery.remote_state
-        if state not in _TERMINAL and not delivery.settled:
+    def _delivery(self, delivery: _raw.CData) -> None:
+        lib = _raw.lib
+        state = lib.pn_delivery_remote_state(delivery)
+        if state not in _TERMINAL and not lib.pn_delivery_settled(delivery):
             return
-        sent = self._unsettled.pop(delivery.tag, None)
-        delivery.settle()
+        sent = self._unsettled.pop(delivery, None)
+        failure = None
+        if sent is not None and state != _raw.ACCEPTED:
+            failure = _outcomeFailure(_raw.wrapDelivery(delivery), state)
+        lib.pn_delivery_settle(delivery)
         if sent is None:
             return
         if not self._waiting and not self._unsettled:
             self._settledWaiters.fire(None)
-        d = sent[1]
-        if state == Disposition.ACCEPTED:
-            d.callback(Outcome.ACCEPTED)
-        elif state == Disposition.REJECTED:
-            name, description, info = conditionFields(delivery.remote.condition)
-            d.errback(MessageRejected(name, description, info))
-        elif state == Disposition.RELEASED:
-            d.errback(MessageReleased(None, "the peer released the message"))
-        elif state == Disposition.MODIFIED:
-            remote = delivery.remote
-            annotations = remote.annotations
-            d.errback(
-                MessageModified(
-                    bool(remote.failed),
-                    bool(remote.undeliverable),
-                    dict(annotations) if annotations else None,
-                )
-            )
+        if failure is None:
+            sent[1].callback(Outcome.ACCEPTED)
         else:
-            # Settled by the peer with no outcome: the default outcome of our
-            # source, which amqptx leaves unset, is accepted.
-            d.callback(Outcome.ACCEPTED)
+            sent[1].errback(failure)
 
     def _failPending(self, reason: Failure) -> None:
         waiting = [d for _, d in self._waiting] + [
@@ -415,6 +414,31 @@ _TERMINAL = frozenset(
         Disposition.MODIFIED,
     ]
 )
+
+
+def _outcomeFailure(delivery: Delivery, state: int) -> Exception | None:
+    """
+    @param delivery: a sent delivery the peer updated.
+    @param state: its remote state: terminal, or none when the peer settled
+        it without an outcome.
+    @return: the failure for an outcome other than I{accepted}, or L{None}
+        for I{accepted} (also the default outcome of amqptx's sources, which
+        a peer settling without an outcome means).
+    """
+    if state == Disposition.REJECTED:
+        name, description, info = conditionFields(delivery.remote.condition)
+        return MessageRejected(name, description, info)
+    if state == Disposition.RELEASED:
+        return MessageReleased(None, "the peer released the message")
+    if state == Disposition.MODIFIED:
+        remote = delivery.remote
+        annotations = remote.annotations
+        return MessageModified(
+            bool(remote.failed),
+            bool(remote.undeliverable),
+            dict(annotations) if annotations else None,
+        )
+    return None
 
 
 class ReceivedMessage:
@@ -523,6 +547,8 @@ class Receiver(_Link):
         self._autoAccept = autoAccept
         self._buffer: deque[ReceivedMessage] = deque()
         self._getters: deque[Deferred[ReceivedMessage]] = deque()
+        # The pieces of a message larger than a frame, as they arrive.
+        self._partial: bytearray | None = None
         super().__init__(connection, name)
 
     def _makeLink(self, session: Session) -> Link:
@@ -547,6 +573,7 @@ class Receiver(_Link):
             self._uncredited += self.link.credit + len(self._buffer)
         super()._park()
         self._buffer.clear()
+        self._partial = None
 
     def _flow(self, credit: int) -> None:
         """
@@ -633,12 +660,31 @@ class Receiver(_Link):
         if self.attached:
             self._flow(self._credit)
 
-    def _arrived(self, delivery: Delivery) -> None:
-        data = self._connection.reader.read(delivery)
-        if data is None:
+    def _delivery(self, delivery: _raw.CData) -> None:
+        lib = _raw.lib
+        link = self.link._impl
+        if lib.pn_link_current(link) != delivery:
+            # An update on a message already read (the peer settled it).
             return
-        message = decodeMessage(data)
-        received = ReceivedMessage(self, delivery, message)
+        chunk = _raw.readDelivery(delivery, link)
+        if lib.pn_delivery_aborted(delivery):
+            self._partial = None
+            lib.pn_link_advance(link)
+            lib.pn_delivery_settle(delivery)
+            return
+        partial = self._partial
+        if lib.pn_delivery_partial(delivery):
+            if partial is None:
+                partial = self._partial = bytearray()
+            partial += chunk
+            return
+        if partial is not None:
+            partial += chunk
+            chunk = bytes(partial)
+            self._partial = None
+        lib.pn_link_advance(link)
+        message = decodeMessage(chunk)
+        received = ReceivedMessage(self, _raw.wrapDelivery(delivery), message)
         if self._onMessage is not None:
             self._onMessage(self._handOut(received))
         elif self._getters:
@@ -673,6 +719,8 @@ class AMQPConnection(AMQPProtocol):
         self.recoverable = False
         self._session: Session | None = None
         self._links: dict[str, _Link] = {}
+        # The same links, by their proton link (a pointer, see amqptx._raw).
+        self._byImpl: dict[_raw.CData, _Link] = {}
         self._senders: dict[str | None, Sender] = {}
         self._replies: dict[str | None, Receiver] = {}
         self._requests: dict[object, Deferred[Message]] = {}
@@ -925,6 +973,7 @@ class AMQPConnection(AMQPProtocol):
 
     def _forget(self, link: _Link) -> None:
         self._links.pop(link.name, None)
+        self._byImpl.pop(link.link._impl, None)
         if isinstance(link, Sender) and self._senders.get(link.address) is link:
             del self._senders[link.address]
 
@@ -970,17 +1019,17 @@ class AMQPConnection(AMQPProtocol):
         if isinstance(link, Sender):
             link._transmit()
 
-    def on_delivery(self, event: Event) -> None:
+    _rawDeliveries = True
+
+    def _delivery(self, delivery: _raw.CData) -> None:
         """
         A message arrived, or the peer updated a sent one.
 
-        @param event: proton's event.
+        @param delivery: the delivery, a pointer into proton.
         """
-        link = self._linkFor(event)
-        if isinstance(link, Sender):
-            link._updated(eventDelivery(event))
-        elif isinstance(link, Receiver):
-            link._arrived(eventDelivery(event))
+        link = self._byImpl.get(_raw.lib.pn_delivery_link(delivery))
+        if link is not None:
+            link._delivery(delivery)
 
     def on_session_remote_close(self, event: Event) -> None:
         """
@@ -1054,6 +1103,7 @@ class AMQPConnection(AMQPProtocol):
         @param previous: the ended connection.
         """
         links, previous._links = previous._links, {}
+        previous._byImpl = {}
         self._senders.update(
             (address, sender)
             for address, sender in previous._senders.items()

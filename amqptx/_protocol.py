@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from . import _raw
 from ._engine import ConnectionSettings, DeliveryReader, Engine
 from ._errors import (
     AMQPConnectionLost,
@@ -494,23 +495,58 @@ class AMQPProtocol(Protocol):
 
     # --- internals -------------------------------------------------------------------
 
+    # Subclasses that handle deliveries themselves, through proton's C
+    # functions, set this and override _delivery (see amqptx._raw).
+    _rawDeliveries = False
+
+    def _delivery(self, delivery: _raw.CData) -> None:
+        """
+        Handle a C{PN_DELIVERY} event, in place of the handler's
+        C{on_delivery} (when L{_rawDeliveries} is set).
+
+        @param delivery: the event's delivery, a pointer into proton.
+        """
+
     def _dispatchAll(self, engine: Engine) -> None:
-        handler = self.handler
+        if self._rawDeliveries:
+            self._dispatchRaw(engine)
+            return
         while (event := engine.nextEvent()) is not None:
-            own = _OWN_EVENTS.get(event.type)
-            if own is not None:
-                own(self, event)
-            if handler is not None:
+            self._dispatchOne(event)
+
+    def _dispatchRaw(self, engine: Engine) -> None:
+        collector = engine.collector._impl
+        lib = _raw.lib
+        peek, pop, kind = lib.pn_collector_peek, lib.pn_collector_pop, lib.pn_event_type
+        delivery, null = _raw.DELIVERY, _raw.NULL
+        while (impl := peek(collector)) != null:
+            if kind(impl) == delivery:
                 try:
-                    event.dispatch(cast("Handler", handler))
+                    self._delivery(lib.pn_event_delivery(impl))
                 except Exception:
-                    self._log.failure(
-                        "Uncaught exception in the handler of {event}",
-                        event=event.type,
-                    )
-            answer = _ANSWERS.get(event.type)
-            if answer is not None:
-                answer(self, event)
+                    self._log.failure("Uncaught exception handling a delivery")
+                pop(collector)
+                continue
+            event = _raw.event(impl)
+            pop(collector)
+            self._dispatchOne(event)
+
+    def _dispatchOne(self, event: Event) -> None:
+        own = _OWN_EVENTS.get(event.type)
+        if own is not None:
+            own(self, event)
+        handler = self.handler
+        if handler is not None:
+            try:
+                event.dispatch(cast("Handler", handler))
+            except Exception:
+                self._log.failure(
+                    "Uncaught exception in the handler of {event}",
+                    event=event.type,
+                )
+        answer = _ANSWERS.get(event.type)
+        if answer is not None:
+            answer(self, event)
 
     def _arm(self, deadline: float) -> None:
         timer = self._timer

@@ -113,8 +113,9 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .. import _raw
 from .._engine import decodeMessage
-from .._protocol import AMQPProtocol, eventDelivery, eventLink, eventSession
+from .._protocol import AMQPProtocol, eventLink, eventSession
 from ._config import BrokerConfig
 from ._nodes import Queue, Topic, _Node, _Stored
 from ._permissions import Right
@@ -192,6 +193,17 @@ def _isDurable(data: bytes) -> bool:
         return False
 
 
+def _accept(delivery: _raw.CData) -> None:
+    """
+    Accept an incoming delivery, and settle it.
+
+    @param delivery: the delivery, a pointer into proton.
+    """
+    lib = _raw.lib
+    lib.pn_delivery_update(delivery, _raw.ACCEPTED)
+    lib.pn_delivery_settle(delivery)
+
+
 def _settle(
     delivery: Delivery,
     state: int,
@@ -221,8 +233,11 @@ class _Consumer:
         self.link = link
         self.queue: Queue
         self.presettled = link.remote_snd_settle_mode == link.SND_SETTLED
-        self.unsettled: dict[str, _Stored] = {}
+        # Keyed by proton's delivery (a pointer, see amqptx._raw), settled as
+        # soon as its outcome comes.
+        self.unsettled: dict[_raw.CData, _Stored] = {}
         self._tags = itertools.count()
+        self._impl = link._impl
 
     def deliver(self, entry: _Stored) -> None:
         """
@@ -230,31 +245,33 @@ class _Consumer:
 
         @param entry: the message.
         """
-        link = self.link
-        tag = str(next(self._tags))
-        delivery = link.delivery(tag)
-        link.send(entry.data)
-        link.advance()
+        delivery = _raw.sendMessage(self._impl, b"%d" % next(self._tags), entry.data)
         if self.presettled:
-            delivery.settle()
+            _raw.lib.pn_delivery_settle(delivery)
             if entry.key is not None:
                 self.protocol.broker._unstore(entry)
         else:
-            self.unsettled[tag] = entry
+            self.unsettled[delivery] = entry
             if entry.key is not None:
                 self.protocol.broker._delivered(entry)
 
-    def settled(self, delivery: Delivery) -> None:
+    def settled(self, delivery: _raw.CData) -> None:
         """
         Act on the client's outcome for a message sent on the link.
 
-        @param delivery: the delivery the client updated.
+        @param delivery: the delivery the client updated, a pointer into
+            proton.
         """
-        state = delivery.remote_state
-        if state not in _TERMINAL and not delivery.settled:
+        lib = _raw.lib
+        state = lib.pn_delivery_remote_state(delivery)
+        if state not in _TERMINAL and not lib.pn_delivery_settled(delivery):
             return
-        entry = self.unsettled.pop(delivery.tag, None)
-        delivery.settle()
+        entry = self.unsettled.pop(delivery, None)
+        failed = undeliverable = False
+        if entry is not None and state == Disposition.MODIFIED:
+            remote = _raw.wrapDelivery(delivery).remote
+            failed, undeliverable = bool(remote.failed), bool(remote.undeliverable)
+        lib.pn_delivery_settle(delivery)
         if entry is None:
             return
         queue = self.queue
@@ -263,11 +280,8 @@ class _Consumer:
         elif state == Disposition.RELEASED:
             queue._requeue([entry], failed=False)
         elif state == Disposition.MODIFIED:
-            remote = delivery.remote
             queue._requeue(
-                [entry],
-                failed=bool(remote.failed),
-                avoid=self if remote.undeliverable else None,
+                [entry], failed=failed, avoid=self if undeliverable else None
             )
         elif entry.key is not None:
             # Accepted, or settled without an outcome (the default outcome,
@@ -313,6 +327,7 @@ class _Producer:
         self._limit = protocol.broker.config.maxMessageSize
         self._buffer: bytearray | None = None
         self._oversize = False
+        self._impl = link._impl
 
     def grant(self) -> None:
         """
@@ -322,15 +337,15 @@ class _Producer:
         """
         if self.held or self.closed:
             return
-        link = self.link
-        credit = link.credit
+        link, lib = self._impl, _raw.lib
+        credit = lib.pn_link_credit(link)
         window = _WINDOW - self.committing
         node = self.node
         room = None if node is None else node.room()
         if room is None:
             # No limit: top up once half the window is used.
             if credit <= window // 2 and credit < window:
-                link.flow(window - credit)
+                lib.pn_link_flow(link, window - credit)
                 self.protocol.broker._dirty.add(self.protocol)
             return
         assert node is not None
@@ -341,7 +356,7 @@ class _Producer:
             node.wait(self)
             want = room
         if want > 0:
-            link.flow(want)
+            lib.pn_link_flow(link, want)
             self.protocol.broker._dirty.add(self.protocol)
 
     def resume(self) -> None:
@@ -358,7 +373,7 @@ class _Producer:
                 node.wait(self)
                 return
             held.popleft()
-            self._take(delivery, entry, node)
+            self._take(delivery._impl, entry, node)
             broker._dirty.add(self.protocol)
             broker.discard(node)
         self.grant()
@@ -382,14 +397,15 @@ class _Producer:
         self.protocol.broker._dirty.add(self.protocol)
         self.resume()
 
-    def arrived(self, delivery: Delivery) -> None:
+    def arrived(self, delivery: _raw.CData) -> None:
         """
         Read a message that arrived (or a piece of it), and store or route
         it.
 
-        @param delivery: the delivery, from a C{PN_DELIVERY} event.
+        @param delivery: the delivery, from a C{PN_DELIVERY} event: a
+            pointer into proton.
         """
-        if not delivery.readable:
+        if not _raw.lib.pn_delivery_readable(delivery):
             # An update on a delivery already read (held by the relay).
             return
         data = self._read(delivery)
@@ -398,7 +414,7 @@ class _Producer:
                 return
             if data is _Read.OVERSIZE:
                 _settle(
-                    delivery,
+                    _raw.wrapDelivery(delivery),
                     Disposition.REJECTED,
                     _TOO_LARGE,
                     f"the message is larger than {self._limit} bytes",
@@ -415,10 +431,11 @@ class _Producer:
                 return
         self.grant()
 
-    def _relay(self, delivery: Delivery, data: bytes, summary: Summary) -> None:
+    def _relay(self, impl: _raw.CData, data: bytes, summary: Summary) -> None:
         """
         Route a message that came through the anonymous relay by its C{to}.
         """
+        delivery = _raw.wrapDelivery(impl)
         address = summary.to
         broker = self.protocol.broker
         if not address:
@@ -448,25 +465,28 @@ class _Producer:
         if not held:
             room = node.room()
             if room is None or room > 0:
-                self._take(delivery, entry, node)
+                self._take(impl, entry, node)
                 broker.discard(node)
                 return
             node.wait(self)
         held.append((delivery, entry, node))
 
-    def _take(self, delivery: Delivery, entry: _Stored, node: _Node) -> None:
+    def _take(self, impl: _raw.CData, entry: _Stored, node: _Node) -> None:
         """
         Put a message that arrived on its node, and accept it: at once, or,
         for a message the broker's store keeps, once the store has
         committed it.  The message is on its queue, for consumers, in the
         meantime (so a queue keeps its order).
+
+        @param impl: the message's delivery, a pointer into proton.
         """
         broker = self.protocol.broker
         written = broker._persist(entry, node)
         node._add(entry)
         if written is None:
-            _settle(delivery, Disposition.ACCEPTED)
+            _accept(impl)
             return
+        delivery = _raw.wrapDelivery(impl)
         self.committing += 1
         written.addCallbacks(
             self._committed,
@@ -505,23 +525,23 @@ class _Producer:
         )
         broker._settledLater(self)
 
-    def _read(self, delivery: Delivery) -> bytes | _Read:
+    def _read(self, delivery: _raw.CData) -> bytes | _Read:
         """
         Take what arrived of the link's current delivery.
 
+        @param delivery: the delivery, a pointer into proton.
         @return: the whole message once its last piece has arrived, or why
             there is none.
         """
-        link = self.link
-        pending = delivery.pending
-        chunk = link.recv(pending) if pending > 0 else None
-        if delivery.aborted:
+        link, lib = self._impl, _raw.lib
+        chunk = _raw.readDelivery(delivery, link)
+        if lib.pn_delivery_aborted(delivery):
             self._buffer, self._oversize = None, False
-            link.advance()
-            delivery.settle()
+            lib.pn_link_advance(link)
+            lib.pn_delivery_settle(delivery)
             return _Read.ABORTED
         limit = self._limit
-        if delivery.partial:
+        if lib.pn_delivery_partial(delivery):
             if not self._oversize:
                 buffer = self._buffer
                 if buffer is None:
@@ -531,7 +551,7 @@ class _Producer:
                 if limit is not None and len(buffer) > limit:
                     self._buffer, self._oversize = None, True
             return _Read.PARTIAL
-        link.advance()
+        lib.pn_link_advance(link)
         buffer, oversize = self._buffer, self._oversize
         if buffer is not None or oversize:
             self._buffer, self._oversize = None, False
@@ -618,6 +638,7 @@ class Broker:
     @ivar topics: the topics by address.
     @ivar store: where durable queues and messages are kept, or L{None} to
         keep everything in memory.
+    @ivar connections: the connections being served (made, not yet lost).
     """
 
     def __init__(
@@ -648,6 +669,7 @@ class Broker:
         self._recovered = False
         self._granting: dict[_Producer, None] = {}
         self._settling: IDelayedCall | None = None
+        self.connections: set[BrokerProtocol] = set()
         declared = set(config.queues)
         if config.deadLetterAddress is not None:
             declared.add(config.deadLetterAddress)
@@ -1045,8 +1067,16 @@ class BrokerProtocol(AMQPProtocol):
         self.broker = broker
         # Keyed by link (proton's wrappers compare by the C object): a link
         # name that is not UTF-8 cannot even be read.
-        self._consumers: dict[Link, _Consumer] = {}
-        self._producers: dict[Link, _Producer] = {}
+        # (By the link's pointer into proton, see amqptx._raw.)
+        self._consumers: dict[_raw.CData, _Consumer] = {}
+        self._producers: dict[_raw.CData, _Producer] = {}
+
+    def connectionMade(self) -> None:
+        """
+        Count the connection among the broker's, then start it.
+        """
+        self.broker.connections.add(self)
+        super().connectionMade()
 
     def flushed(self) -> None:
         """
@@ -1156,7 +1186,7 @@ class BrokerProtocol(AMQPProtocol):
         if source.durability:
             self.broker._makeDurable(node)
         consumer = _Consumer(self, link)
-        self._consumers[link] = consumer
+        self._consumers[link._impl] = consumer
         if isinstance(node, Topic):
             node.subscribe(consumer)
         else:
@@ -1188,7 +1218,7 @@ class BrokerProtocol(AMQPProtocol):
         if node is not None and target.durability:
             self.broker._makeDurable(node)
         producer = _Producer(self, link, node)
-        self._producers[link] = producer
+        self._producers[link._impl] = producer
         if node is not None:
             if isinstance(node, Queue) and node.temporary and node._creator is None:
                 node._creator = producer
@@ -1196,12 +1226,12 @@ class BrokerProtocol(AMQPProtocol):
         producer.grant()
 
     def _forgetConsumer(self, consumer: _Consumer) -> None:
-        if self._consumers.get(consumer.link) is consumer:
-            del self._consumers[consumer.link]
+        if self._consumers.get(consumer._impl) is consumer:
+            del self._consumers[consumer._impl]
 
     def _forgetProducer(self, producer: _Producer) -> None:
-        if self._producers.get(producer.link) is producer:
-            del self._producers[producer.link]
+        if self._producers.get(producer._impl) is producer:
+            del self._producers[producer._impl]
 
     def _dropConsumer(self, consumer: _Consumer) -> None:
         """
@@ -1228,11 +1258,11 @@ class BrokerProtocol(AMQPProtocol):
         """
         link = eventLink(event)
         if link.is_sender:
-            consumer = self._consumers.pop(link, None)
+            consumer = self._consumers.pop(link._impl, None)
             if consumer is not None:
                 self._dropConsumer(consumer)
         else:
-            producer = self._producers.pop(link, None)
+            producer = self._producers.pop(link._impl, None)
             if producer is not None:
                 self._dropProducer(producer)
 
@@ -1247,11 +1277,11 @@ class BrokerProtocol(AMQPProtocol):
         session = eventSession(event)
         for consumer in list(self._consumers.values()):
             if consumer.link.session == session:
-                del self._consumers[consumer.link]
+                del self._consumers[consumer._impl]
                 self._dropConsumer(consumer)
         for producer in list(self._producers.values()):
             if producer.link.session == session:
-                del self._producers[producer.link]
+                del self._producers[producer._impl]
                 self._dropProducer(producer)
 
     def on_link_flow(self, event: Event) -> None:
@@ -1264,21 +1294,23 @@ class BrokerProtocol(AMQPProtocol):
         link = eventLink(event)
         if not link.is_sender:
             return
-        consumer = self._consumers.get(link)
+        consumer = self._consumers.get(link._impl)
         if consumer is not None:
             consumer.queue.dispatch()
             if link.credit > 0:
                 link.drained()
 
-    def on_delivery(self, event: Event) -> None:
+    _rawDeliveries = True
+
+    def _delivery(self, delivery: _raw.CData) -> None:
         """
         Store an arriving message, or act on a consumer's outcome.
 
-        @param event: proton's event.
+        @param delivery: the delivery, a pointer into proton.
         """
-        delivery = eventDelivery(event)
-        link = delivery.link
-        if link.is_sender:
+        lib = _raw.lib
+        link = lib.pn_delivery_link(delivery)
+        if lib.pn_link_is_sender(link):
             consumer = self._consumers.get(link)
             if consumer is not None:
                 consumer.settled(delivery)
@@ -1293,6 +1325,7 @@ class BrokerProtocol(AMQPProtocol):
 
         @param reason: why the connection ended.
         """
+        self.broker.connections.discard(self)
         consumers, self._consumers = self._consumers, {}
         producers, self._producers = self._producers, {}
         for consumer in consumers.values():

@@ -1,0 +1,155 @@
+"""
+The hot path's direct line to proton's C engine.
+
+proton's Python layer makes wrapper objects (C{Event}, C{Delivery}, C{Link})
+for every event, and they cost most of the CPU per message.  The Deferred
+API and the broker handle deliveries, by far the most frequent event, with
+the C functions themselves (through proton's own cffi module,
+C{cproton_ffi.lib}); every other event, and every less common case of a
+delivery (a rejection, a modified outcome...), still goes through the
+wrappers.
+
+A C{delivery} or C{link} here is a cffi pointer: it compares and hashes by
+address, and is valid only while proton keeps the object, so code keeps one
+past the event that gave it only as a dictionary key, or while proton is
+known to keep the object (an unsettled delivery on a link that is open).
+Anything that needs the object later holds a wrapper
+(L{proton.Delivery.wrap}), which keeps a reference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cproton_ffi import ffi, lib
+from proton import Delivery, Event, Message
+
+__all__ = [
+    "ACCEPTED",
+    "DELIVERY",
+    "NULL",
+    "encodeMessage",
+    "event",
+    "lib",
+    "readDelivery",
+    "sendMessage",
+    "wrapDelivery",
+]
+
+CData = Any
+"""
+A cffi pointer into proton's C engine.
+"""
+
+NULL = ffi.NULL
+DELIVERY: int = lib.PN_DELIVERY
+ACCEPTED: int = lib.PN_ACCEPTED
+_OVERFLOW: int = lib.PN_OVERFLOW
+_fromBuffer = ffi.from_buffer
+_buffer = ffi.buffer
+_new = ffi.new
+
+
+def wrapDelivery(delivery: CData) -> Delivery:
+    """
+    @param delivery: a delivery.
+    @return: proton's wrapper of it, which keeps a reference to it.
+    """
+    wrapper: Delivery = Delivery.wrap(delivery)  # type: ignore[no-untyped-call]
+    return wrapper
+
+
+def event(impl: CData) -> Event:
+    """
+    @param impl: an event from a collector.
+    @return: proton's wrapper of it.
+    """
+    wrapper: Event = Event.wrap(impl)  # type: ignore[no-untyped-call]
+    return wrapper
+
+
+def sendMessage(link: CData, tag: bytes, data: bytes) -> CData:
+    """
+    Send one whole message on a sending link that has credit.
+
+    @param link: the link.
+    @param tag: the delivery tag.
+    @param data: the encoded message.
+    @return: the new delivery.
+    """
+    delivery = lib.pn_delivery(link, (len(tag), _fromBuffer(tag)))
+    lib.pn_link_send(link, _fromBuffer(data), len(data))
+    lib.pn_link_advance(link)
+    return delivery
+
+
+def readDelivery(delivery: CData, link: CData) -> bytes:
+    """
+    Take the bytes of a delivery that have arrived and not been taken.
+
+    @param delivery: the delivery, the link's current one.
+    @param link: its link.
+    @return: the bytes (possibly none).
+    """
+    pending = lib.pn_delivery_pending(delivery)
+    if pending <= 0:
+        return b""
+    buffer = _new("char[]", pending)
+    got = lib.pn_link_recv(link, buffer, pending)
+    if got <= 0:
+        return b""
+    data: bytes = _buffer(buffer, got)[:]
+    return data
+
+
+_SMALL = 65536
+_small = ffi.new("char[]", _SMALL)
+
+
+def encodeMessage(message: Message) -> bytes:
+    """
+    Encode a message, as C{message.encode()} does, without proton's guess of
+    16 bytes of room doubled until the message fits (four tries for a
+    message of 100 bytes).
+
+    @param message: the message.
+    @return: its encoding.
+    """
+    impl = message._msg
+    body: Any = message.body
+    kind = type(body)
+    if (kind is bytes or kind is str) and not (
+        message.properties or message.annotations or message.instructions
+    ):
+        # The common message, put into C without proton's Data wrappers.
+        for section in (
+            lib.pn_message_instructions(impl),
+            lib.pn_message_annotations(impl),
+            lib.pn_message_properties(impl),
+        ):
+            lib.pn_data_clear(section)
+        data = lib.pn_message_body(impl)
+        lib.pn_data_clear(data)
+        if kind is bytes:
+            lib.pn_data_put_binary(data, (len(body), _fromBuffer(body)))
+        else:
+            text = body.encode("utf-8")
+            lib.pn_data_put_string(data, (len(text), _fromBuffer(text)))
+    else:
+        message._pre_encode()  # proton's own step: body, properties... into C
+    size = _SMALL
+    if isinstance(body, bytes):
+        size = max(size, len(body) + 4096)
+    elif isinstance(body, str):
+        size = max(size, 4 * len(body) + 4096)
+    while True:
+        buffer = _small if size == _SMALL else _new("char[]", size)
+        used = lib.pn_message_encode_py(impl, buffer, size)
+        if used == _OVERFLOW:
+            size *= 2
+            continue
+        if used < 0:
+            # proton's own call raises the error it knows for this code.
+            return message.encode()
+        encoded: bytes = _buffer(buffer, used)[:]
+        return encoded
