@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from twisted.application.service import IService, Service
+from twisted.application.service import IService, MultiService, Service
 from twisted.cred.checkers import (
     AllowAnonymousAccess,
     ICredentialsChecker,
@@ -35,6 +35,8 @@ from ._endpoints import AMQPServerEndpoint
 from ._interfaces import IAMQPProtocol
 from ._sasl import ExternalChecker, SASLConfig
 from .broker import Broker, BrokerConfig, Permissions, SQLiteStore, StoreService
+from .broker._status import StatusSampler
+from .broker._web import StatusWebService, statusSite
 
 __all__ = ["AMQPServerService", "Options", "makeService"]
 
@@ -131,6 +133,15 @@ class Options(usage.Options, AuthOptionMixin):
             "created if need be) across restarts; without it, everything is "
             "in memory.",
         ],
+        [
+            "web",
+            None,
+            None,
+            "Serve a live status page (/) and its JSON (/api/status) over HTTP "
+            "on this endpoint, such as tcp:8080:interface=127.0.0.1; with "
+            "--auth, only to users logging in with HTTP Basic authentication "
+            "(never anonymously).",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -190,6 +201,47 @@ class Options(usage.Options, AuthOptionMixin):
                 raise usage.UsageError(f"--listen {description!r}: {e}") from None
             endpoints.append(endpoint)
         self["endpoints"] = endpoints
+        self["webEndpoint"] = self._webEndpoint(reactor)
+
+    def _webEndpoint(self, reactor: object) -> IStreamServerEndpoint | None:
+        """
+        @return: the endpoint of C{--web}, or L{None} without it.
+        @raise usage.UsageError: for an endpoint that cannot serve HTTP, or
+            C{--auth} without a checker of user names and passwords.
+        """
+        description = self["web"]
+        if description is None:
+            return None
+        if description.startswith(("amqp:", "amqps:")):
+            raise usage.UsageError(
+                f"--web {description!r}: use an HTTP server endpoint, such as "
+                "tcp:8080:interface=127.0.0.1"
+            )
+        try:
+            endpoint: IStreamServerEndpoint = serverFromString(reactor, description)
+        except (ValueError, TypeError, KeyError) as e:
+            raise usage.UsageError(f"--web {description!r}: {e}") from None
+        if self.get("credCheckers") and not self.webCheckers():
+            raise usage.UsageError(
+                "--web with --auth needs a checker of user names and passwords "
+                "(such as memory: or file:): the status page is never open to "
+                "anonymous users"
+            )
+        return endpoint
+
+    def webCheckers(self) -> tuple[ICredentialsChecker, ...]:
+        """
+        @return: the checkers of the status page's users: those of C{--auth}
+            that check user names and passwords (with bytes, as HTTP Basic
+            authentication gives them); empty without C{--auth}, when the
+            page is open to everyone.  Anonymous access (C{--auth anonymous},
+            C{--allow-anonymous}) never opens the page.
+        """
+        return tuple(
+            _bytesUsers(checker)
+            for checker in self.get("credCheckers", [])
+            if IUsernamePassword in checker.credentialInterfaces
+        )
 
     def _brokerConfig(self) -> BrokerConfig:
         permissions = None
@@ -441,10 +493,46 @@ def makeService(options: dict[str, Any]) -> IService:
         reactor,
         maxConnections=options["max-connections"],
     )
-    if store is None:
-        return server
-    # Recovers the store before the server listens, then starts the server;
-    # closes the store once the server has stopped.
-    service = StoreService(broker)
-    server.setServiceParent(service)  # type: ignore[no-untyped-call]
-    return service
+    service: IService = server
+    if store is not None:
+        # Recovers the store before the server listens, then starts the
+        # server; closes the store once the server has stopped.
+        service = StoreService(broker)
+        server.setServiceParent(service)  # type: ignore[no-untyped-call]
+    web = options.get("webEndpoint")
+    if web is None:
+        return service
+    return _withStatusPage(service, broker, web, options)
+
+
+def _withStatusPage(
+    service: IService,
+    broker: Broker,
+    endpoint: IStreamServerEndpoint,
+    options: dict[str, Any],
+) -> IService:
+    """
+    Add the status page of C{--web} to the server's service.
+
+    @param service: the server's service.
+    @param broker: its broker.
+    @param endpoint: where to serve the page.
+    @param options: parsed L{Options}.
+    @return: a service running the server, then the sampler of its rates
+        and the page.
+    """
+    checkers = options.webCheckers()  # type: ignore[attr-defined]
+    description = options["web"]
+    if checkers and not description.startswith(("ssl:", "tls:")):
+        _log.warn(
+            "--web {endpoint} is not TLS: the status page's users send their "
+            "passwords in clear (HTTP Basic authentication)",
+            endpoint=description,
+        )
+    sampler = StatusSampler(broker)
+    site = statusSite(broker, sampler, checkers)
+    parent = MultiService()
+    # In this order: the AMQP ports open (and are logged) first.
+    for child in (service, sampler, StatusWebService(endpoint, site)):
+        parent.addService(child)
+    return parent

@@ -52,9 +52,15 @@ class _Stored:
 class _Node:
     """
     What queues and topics share: the sending links that feed them, and
-    those waiting for room.
+    those waiting for room, and the node's message counters.
 
     @ivar name: the address.
+    @ivar enqueued: how many messages the node took in since it was
+        created (sent to it, put on it, dead-lettered to it, recovered;
+        not those put back at the front for a redelivery).
+    @ivar delivered: how many messages the node handed to its consumers
+        since it was created, redeliveries included (for a topic: the
+        copies delivered by all its subscriptions).
     """
 
     def __init__(self, broker: Broker, name: str) -> None:
@@ -62,6 +68,8 @@ class _Node:
         self._broker = broker
         self._producers: list[_Producer] = []
         self._waiting: deque[_Producer] = deque()
+        self.enqueued = 0
+        self.delivered = 0
 
     def _used(self) -> int:
         """
@@ -245,6 +253,7 @@ class Queue(_Node):
         broker._flush()
 
     def _add(self, entry: _Stored) -> None:
+        self.enqueued += 1
         self.messages.append(entry)
         if entry.expires is not None:
             self._expiring += 1
@@ -358,6 +367,7 @@ class Queue(_Node):
         dirty = broker._dirty
         now: float | None = None
         took = False
+        sent = 0
         idle = 0
         while messages and idle < len(consumers):
             consumer = consumers[0]
@@ -381,7 +391,12 @@ class Queue(_Node):
                     continue
             consumer.deliver(entry)
             dirty.add(consumer.protocol)
+            sent += 1
             idle = 0
+        if sent:
+            self.delivered += sent
+            if self.topic is not None:
+                self.topic.delivered += sent
         if took:
             self._took()
 
@@ -483,6 +498,7 @@ class Topic(_Node):
         return max((len(s.messages) for s in self.subscriptions), default=0)
 
     def _add(self, entry: _Stored) -> None:
+        self.enqueued += 1
         subscriptions = self.subscriptions
         if not subscriptions:
             return

@@ -35,6 +35,10 @@ no C{__main__} block, so C{python -m twisted.scripts.twistd} does nothing.
 
 _STARTING = re.compile(rb"starting on (\d+)")
 
+_STATUS_PAGE = re.compile(rb"status page on http://\S+:(\d+)/")
+"""
+The log line of C{--web}, with the status page's port."""
+
 
 class Twistd(ProcessProtocol):
     """
@@ -46,6 +50,8 @@ class Twistd(ProcessProtocol):
         ends first (a failure no one need have waited for).
     @ivar listeningAt: the reactor's time when L{listening} fired, or
         L{None} before.
+    @ivar webListening: (with C{--web}) fires with the status page's port,
+        or fails if the process ends first.
     @ivar ended: fires with the exception Twisted reports as the reason the
         process ended: L{ProcessDone} or L{ProcessTerminated}.
     @ivar running: whether the process still runs.
@@ -59,6 +65,7 @@ class Twistd(ProcessProtocol):
         self._reactor = reactor
         self.listening: Deferred[int] = Deferred()
         self.listeningAt: float | None = None
+        self.webListening: Deferred[int] = Deferred()
         self.ended: Deferred[ProcessDone | ProcessTerminated] = Deferred()
         self.running = True
         self.pid: int | None = None
@@ -124,6 +131,10 @@ class Twistd(ProcessProtocol):
                 self._port = int(match.group(1))
                 self.listeningAt = self._reactor.seconds()
                 self.listening.callback(self._port)
+        if not self.webListening.called:
+            match = _STATUS_PAGE.search(self._stdout)
+            if match is not None:
+                self.webListening.callback(int(match.group(1)))
 
     def errReceived(self, data: bytes) -> None:
         self._stderr += data
@@ -136,6 +147,11 @@ class Twistd(ProcessProtocol):
             )
             # Reported to whoever waited; no one need have.
             self.listening.addErrback(ignoreFailure)
+        if not self.webListening.called:
+            self.webListening.errback(
+                RuntimeError(f"twistd ended before serving a page: {self.output()}")
+            )
+            self.webListening.addErrback(ignoreFailure)
         ended = reason.value
         assert isinstance(ended, (ProcessDone, ProcessTerminated)), reason
         self.ended.callback(ended)
