@@ -4,8 +4,11 @@ C{amqptx}, the command-line tool: send, receive, request and ping, on the
 Deferred API.
 
 Every foreseeable failure ends the program with one line on standard error,
-C{amqptx: error: ...}, and a non-zero exit status (see L{EXIT_FAILURE} and
-the others); the password of the URL never appears in what it prints.
+C{amqptx: error: ...}, and an exit status that says which kind of failure it
+was (L{EXIT_CONNECTION}, L{EXIT_AUTHENTICATION}, L{EXIT_REJECTED},
+L{EXIT_TIMEOUT}...; see L{exitStatus}); the passwords of the URLs never appear
+in what it prints.  On a terminal, C{send} and C{receive} keep a status line
+up to date on standard error (L{Progress}).
 """
 
 from __future__ import annotations
@@ -29,6 +32,12 @@ from twisted.internet.defer import (
     TimeoutError,
     gatherResults,
 )
+from twisted.internet.interfaces import (
+    IProtocol,
+    IProtocolFactory,
+    IStreamClientEndpoint,
+)
+from twisted.internet.task import LoopingCall
 from twisted.logger import (
     ILogObserver,
     LogEvent,
@@ -39,7 +48,7 @@ from twisted.logger import (
 )
 from twisted.python import usage
 from twisted.python.failure import Failure
-from zope.interface import provider
+from zope.interface import implementer, provider
 
 from ._errors import (
     AMQPConnectionLost,
@@ -57,19 +66,24 @@ from ._errors import (
     SessionEnded,
     TLSError,
 )
+from ._failover import FailoverExhausted
 from ._parsers import _certificates, _privateCertificate
 from ._url import AMQPURL, parseURL
 
 if TYPE_CHECKING:
     from proton import Message
+    from twisted.internet.interfaces import IReactorTime
 
     from ._client import AMQPConnection, Outcome, ReceivedMessage
     from ._reconnect import AMQPClientService
 
 __all__ = [
+    "EXIT_AUTHENTICATION",
+    "EXIT_CONNECTION",
     "EXIT_FAILURE",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_REJECTED",
     "EXIT_TIMEOUT",
     "EXIT_USAGE",
     "Options",
@@ -82,12 +96,31 @@ Everything asked for was done."""
 
 EXIT_FAILURE = 1
 """
-A failure: no connection, a refused address, a message not accepted..."""
+A failure none of the other statuses names: the program's standard output
+closed, the server ending a session for a reason of its own, a bug..."""
 
 EXIT_TIMEOUT = 2
 """
-C{receive} got fewer messages than C{--count}, or C{request} no reply, in
-time."""
+C{receive} got fewer messages than C{--count}, or C{request} no reply, or
+no connection opened, within their C{--timeout}."""
+
+EXIT_CONNECTION = 3
+"""
+No connection: refused, unknown host, no AMQP Open within
+C{--connect-timeout}, a failed TLS handshake, every server of C{--failover}
+failed; or the connection was lost or closed by the server."""
+
+EXIT_AUTHENTICATION = 4
+"""
+The server refused the login (SASL: a wrong user or password, no mechanism in
+common), or refused to open the connection with
+C{amqp:unauthorized-access}."""
+
+EXIT_REJECTED = 5
+"""
+The server refused what was asked: a message rejected, released or modified
+(not accepted), or a link to the address refused or detached (not found, not
+allowed...)."""
 
 EXIT_USAGE = 64
 """
@@ -104,6 +137,7 @@ _DEFAULT_REQUEST_TIMEOUT = "10"
 _RECEIVE_WINDOW = 100
 _CLOSE_TIMEOUT = 5.0
 _ACKS = ("accept", "reject", "release")
+_PROGRESS_INTERVAL = 0.25
 
 
 class CommandFailed(Exception):
@@ -404,6 +438,8 @@ class ConnectionPlan:
     @ivar reconnect: whether to reconnect (L{amqptx.AMQPClientService}).
     @ivar connectTimeout: seconds each connection attempt may take.
     @ivar verbose: whether to log to standard error.
+    @ivar failover: the servers of C{--failover} (without paths), tried in
+        order after the URL's (L{amqptx.AMQPFailoverEndpoint}).
     """
 
     url: AMQPURL
@@ -411,6 +447,7 @@ class ConnectionPlan:
     reconnect: bool = False
     connectTimeout: float = float(_DEFAULT_CONNECT_TIMEOUT)
     verbose: bool = False
+    failover: tuple[AMQPURL, ...] = ()
 
     @property
     def address(self) -> str:
@@ -427,12 +464,19 @@ class ConnectionPlan:
         return str(replace(self.url, path=""))
 
     @property
+    def servers(self) -> tuple[AMQPURL, ...]:
+        """
+        Every server to try, in order: the URL's (without its path), then
+        those of C{--failover}.
+        """
+        return (replace(self.url, path=""), *self.failover)
+
+    @property
     def secrets(self) -> tuple[str, ...]:
         """
-        What must never be printed: the password, if any.
+        What must never be printed: the passwords, if any.
         """
-        password = self.url.password
-        return (password,) if password else ()
+        return tuple(url.password for url in self.servers if url.password)
 
 
 class _CommandOptions(usage.Options):
@@ -474,7 +518,12 @@ class _CommandOptions(usage.Options):
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
+        self["failover"] = []
         self.plan: ConnectionPlan | None = None
+
+    def opt_failover(self, url: str) -> None:
+        """URL: another server to try, after the URL's (repeatable, in order)."""
+        self["failover"].append(url)
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         """
@@ -541,18 +590,34 @@ class _CommandOptions(usage.Options):
                 f"the URL {str(url)!r} names no address: add it as the path, "
                 "as in amqp://HOST/ADDRESS"
             )
+        failover = []
+        for text in self["failover"]:
+            try:
+                other = parseURL(text)
+            except (TypeError, ValueError) as e:
+                raise usage.UsageError(f"bad --failover URL: {e}") from None
+            if other.path and other.path != url.path:
+                raise usage.UsageError(
+                    f"--failover {str(other)!r}: give the server only, as in "
+                    "amqp://HOST:PORT (the address comes from the URL)"
+                )
+            failover.append(replace(other, path=""))
         tlsFiles = [
             f"--{name}"
             for name in ("ca", "cert", "key", "sni")
             if self[name] is not None
         ]
-        if tlsFiles and not url.tls:
-            raise usage.UsageError(f"{', '.join(tlsFiles)}: need an amqps:// URL")
-        if url.user is not None and not url.tls and not self["insecure"]:
-            raise usage.UsageError(
-                "refusing to send a password in clear over amqp:// (no TLS): use "
-                "amqps://, or --insecure to allow it"
-            )
+        for each in (url, *failover):
+            if tlsFiles and not each.tls:
+                raise usage.UsageError(
+                    f"{', '.join(tlsFiles)}: need an amqps:// URL "
+                    f"({str(replace(each, path=''))} is not)"
+                )
+            if each.user is not None and not each.tls and not self["insecure"]:
+                raise usage.UsageError(
+                    "refusing to send a password in clear over amqp:// (no TLS): "
+                    "use amqps://, or --insecure to allow it"
+                )
         timeout = _seconds("--connect-timeout", self["connect-timeout"])
         options: dict[str, object] = {
             "allowInsecurePlain": bool(self["insecure"]),
@@ -581,6 +646,7 @@ class _CommandOptions(usage.Options):
             reconnect=bool(self["reconnect"]),
             connectTimeout=timeout,
             verbose=bool(self["verbose"]),
+            failover=tuple(failover),
         )
 
 
@@ -657,14 +723,17 @@ class SendOptions(_MessageOptions):
         "amqptx send amqp://localhost/queue -m hello. With --count N it is "
         "sent N times, {n} in its text (body, properties, headers) numbered "
         "1 to N. Prints one line per outcome (accepted, rejected, released, "
-        "modified), or a summary with --quiet; exits with 1 if any message was "
-        "not accepted. The keys of --property: subject, content-type, "
+        "modified), or a summary with --quiet; exits with 5 if any message was "
+        "not accepted. On a terminal, a status line on standard error shows "
+        "how many were sent and how fast (not with --quiet or --no-progress). "
+        "The keys of --property: subject, content-type, "
         "content-encoding, correlation-id, message-id, reply-to, group-id, "
         "priority (0-255) and ttl (seconds)."
     )
     optFlags = [
         ["presettled", None, "Send pre-settled (at most once): no outcomes."],
-        ["quiet", "q", "Print only a summary."],
+        ["quiet", "q", "Print only a summary (and no progress line)."],
+        ["no-progress", None, "No progress line on a terminal."],
     ]
     optParameters = [["count", "c", "1", "Send the message N times."]]
 
@@ -686,7 +755,9 @@ class ReceiveOptions(_CommandOptions):
         "Receive messages from the address in the URL's path and print their "
         "bodies, one per line (text as UTF-8, bytes as they are), or JSON "
         "lines with --json. Exits with 0 once --count messages came, with 2 "
-        "when --timeout passed first."
+        "when --timeout passed first. On a terminal, a status line on "
+        "standard error shows how many came and how fast (not with "
+        "--no-progress)."
     )
     optFlags = [
         [
@@ -694,7 +765,8 @@ class ReceiveOptions(_CommandOptions):
             "j",
             "Print each message as a JSON object: body, properties, "
             "application-properties, delivery-count, durable, priority, ttl.",
-        ]
+        ],
+        ["no-progress", None, "No progress line on a terminal."],
     ]
     optParameters = [
         ["count", "c", "1", "Stop after N messages (0: no limit)."],
@@ -777,9 +849,12 @@ class Options(usage.Options):
     longdesc = (
         "An AMQP 1.0 client for the command line. URLs are "
         "amqp[s]://[USER:PASSWORD@]HOST[:PORT]/ADDRESS (percent-encode special "
-        "characters). Exit status: 0 done, 1 failed, 2 timed out, 64 bad "
-        "command line, 130 interrupted. Run 'amqptx COMMAND --help' for the "
-        "options of a command."
+        "characters); --failover URL adds servers to try in turn. Exit "
+        "status: 0 done; 1 failed (another reason); 2 timed out; 3 no "
+        "connection (refused, TLS failed, lost, closed by the server); 4 "
+        "authentication failed; 5 rejected (a message not accepted, an "
+        "address refused); 64 bad command line; 130 interrupted. Run "
+        "'amqptx COMMAND --help' for the options of a command."
     )
     subCommands = [
         ["send", None, SendOptions, "Send messages to an address."],
@@ -857,17 +932,142 @@ def _commandFirst(arguments: Sequence[str]) -> list[str]:
 # --- output -----------------------------------------------------------------------
 
 
+def _isTerminal(stream: object) -> bool:
+    """
+    @return: whether the stream is a terminal (and says so without failing).
+    """
+    isatty = getattr(stream, "isatty", None)
+    if isatty is None:
+        return False
+    try:
+        return bool(isatty())
+    except (OSError, ValueError):
+        return False
+
+
+def _rate(rate: float) -> str:
+    return f"{rate:.0f}" if rate >= 10 else f"{rate:.1f}"
+
+
+class Progress:
+    """
+    The status line of a long C{send} or C{receive} on a terminal: how many
+    messages so far, of how many, how fast.
+
+    It is drawn on standard error over itself (after a C{\\r}), from a
+    C{LoopingCall} on the reactor's clock: at most once per C{interval}, and
+    the first time only once an interval has passed, so that a quick run
+    shows nothing.  L{finish} draws it a last time and ends it with a
+    newline (if it was ever drawn).
+
+    @ivar done: the messages done so far (sent with their outcome, or
+        received).
+    @ivar notAccepted: of those, the messages sent that were not accepted.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[str], None],
+        clock: IReactorTime,
+        verb: str,
+        total: int | None,
+        interval: float = _PROGRESS_INTERVAL,
+    ) -> None:
+        """
+        @param write: writes text to the terminal (and flushes it).
+        @param clock: the clock of the updates and of the rate.
+        @param verb: what is done to the messages: C{"sent"}, C{"received"}.
+        @param total: how many messages are to be done, or L{None} for no
+            limit.
+        @param interval: the seconds between updates.
+        """
+        self._write = write
+        self._clock = clock
+        self._verb = verb
+        self._total = total
+        self._started = clock.seconds()
+        self.done = 0
+        self.notAccepted = 0
+        self._drawn = ""
+        self._hidden = False
+        self._loop = LoopingCall(self.draw)
+        self._loop.clock = clock
+        self._loop.start(interval, now=False)
+
+    def text(self) -> str:
+        """
+        @return: the status line, as in C{sent 1200 of 10000 (12%), 480
+            msg/s, 2.5 s}.
+        """
+        if self._total:
+            percent = 100 * self.done // self._total
+            parts = [f"{self._verb} {self.done} of {self._total} ({percent}%)"]
+        else:
+            parts = [f"{self._verb} {self.done}"]
+        if self.notAccepted:
+            parts.append(f"{self.notAccepted} not accepted")
+        elapsed = self._clock.seconds() - self._started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        parts.append(f"{_rate(rate)} msg/s")
+        parts.append(f"{elapsed:.1f} s")
+        return ", ".join(parts)
+
+    def draw(self) -> None:
+        """
+        Draw the line as it is now, over the one before.
+        """
+        text = self.text()
+        shown = "" if self._hidden else self._drawn
+        self._write("\r" + text + " " * max(0, len(shown) - len(text)))
+        self._drawn = text
+        self._hidden = False
+
+    def hide(self) -> bool:
+        """
+        Blank the line, for other output to take its place.
+
+        @return: whether it was shown (and so should be L{restore}d).
+        """
+        if not self._drawn or self._hidden:
+            return False
+        self._write("\r" + " " * len(self._drawn) + "\r")
+        self._hidden = True
+        return True
+
+    def restore(self) -> None:
+        """
+        Show the line again, as last drawn, after L{hide}.
+        """
+        if self._hidden:
+            self._write(self._drawn)
+            self._hidden = False
+
+    def finish(self) -> None:
+        """
+        Stop updating; if the line was ever drawn, draw it a last time and
+        end it with a newline.
+        """
+        if self._loop.running:
+            self._loop.stop()
+        if self._drawn:
+            self.draw()
+            self._write("\n")
+            self._drawn = ""
+
+
 class Console:
     """
     Where the program writes: lines of results on standard output (bytes,
     flushed at once), errors and logs on standard error, with every secret
-    masked there.
+    masked there; on a terminal, the L{Progress} line of a command, kept
+    below the rest.
 
     @ivar secrets: texts to replace with C{***} on standard error.
     @ivar silent: whether to drop what L{note} and L{error} are given (once
         the program reported why it ends).
     @ivar reconnectWarnings: whether to show the reconnecting factory's
         warnings without C{--verbose} (not once the command stops it).
+    @ivar progress: the progress line being shown, or L{None}.
     """
 
     def __init__(self, out: IO[bytes], err: IO[str]) -> None:
@@ -880,6 +1080,41 @@ class Console:
         self.secrets: tuple[str, ...] = ()
         self.silent = False
         self.reconnectWarnings = True
+        self.progress: Progress | None = None
+        self._sameTerminal = _isTerminal(out)
+
+    def startProgress(
+        self, clock: IReactorTime, verb: str, total: int | None
+    ) -> Progress | None:
+        """
+        Start a progress line, when standard error is a terminal.
+
+        @param clock: the clock of its updates.
+        @param verb: what is done to the messages (C{"sent"}).
+        @param total: how many messages are to be done, or L{None}.
+        @return: the progress line, also in L{progress}; or L{None} when
+            standard error is not a terminal.
+        """
+        self.finishProgress()
+        if not _isTerminal(self._err):
+            return None
+        self.progress = Progress(self._raw, clock, verb, total)
+        return self.progress
+
+    def finishProgress(self) -> None:
+        """
+        End the progress line, if any (see L{Progress.finish}).
+        """
+        progress, self.progress = self.progress, None
+        if progress is not None:
+            progress.finish()
+
+    def _raw(self, text: str) -> None:
+        try:
+            self._err.write(text)
+            self._err.flush()
+        except (OSError, ValueError):
+            pass
 
     def scrub(self, text: str) -> str:
         """
@@ -900,23 +1135,35 @@ class Console:
         """
         if isinstance(data, str):
             data = data.encode("utf-8", "backslashreplace")
+        # On the terminal of the progress line, the line goes above it.
+        hidden = (
+            self.progress is not None and self._sameTerminal and self.progress.hide()
+        )
         try:
             self._out.write(data + b"\n")
             self._out.flush()
         except (BrokenPipeError, ValueError):
             raise CommandFailed("standard output is closed") from None
+        finally:
+            if hidden and self.progress is not None:
+                self.progress.restore()
 
     def write(self, text: str) -> None:
         """
         Write text to standard error, secrets masked (a file for
-        C{textFileLogObserver}).
+        C{textFileLogObserver}), above the progress line.
 
         @param text: the text.
         """
+        hidden = self.progress is not None and self.progress.hide()
         try:
             self._err.write(self.scrub(text))
         except (OSError, ValueError):
             pass
+        if hidden and self.progress is not None:
+            if text.endswith("\n"):
+                self.flush()
+                self.progress.restore()
 
     def flush(self) -> None:
         """
@@ -929,10 +1176,12 @@ class Console:
 
     def error(self, message: str) -> None:
         """
-        Report a failure: one line on standard error.
+        Report a failure: one line on standard error, below the last state of
+        the progress line.
 
         @param message: what went wrong.
         """
+        self.finishProgress()
         self.note(f"error: {message}")
 
     def note(self, message: str) -> None:
@@ -951,7 +1200,10 @@ def _observer(console: Console, verbose: bool) -> ILogObserver:
     """
     @param console: where to write.
     @param verbose: log everything (C{--verbose}), rather than only the
-        reconnecting factory's warnings, on one line each.
+        reconnecting factory's warnings (of attempts that failed, to be tried
+        again), on one line each.  Its errors (it gives up) are not shown:
+        the command's own error line says why it ends; nor is the failed
+        attempt of a refused login, which is not tried again.
     @return: the log observer for the run.
     """
     if verbose:
@@ -960,13 +1212,12 @@ def _observer(console: Console, verbose: bool) -> ILogObserver:
 
     @provider(ILogObserver)
     def warnings(event: LogEvent) -> None:
-        level = event.get("log_level")
         namespace = str(event.get("log_namespace", ""))
         if (
             console.reconnectWarnings
             and namespace.startswith("amqptx._reconnect")
-            and level is not None
-            and level >= LogLevel.warn
+            and event.get("log_level") == LogLevel.warn
+            and AuthenticationFailed.__name__ not in str(event.get("reason", ""))
         ):
             console.note(f"warning: {formatEvent(event)}")
 
@@ -1016,6 +1267,8 @@ def describeConnectFailure(failure: BaseException, plan: ConnectionPlan) -> str:
     @return: the line.
     """
     server = plan.server
+    if isinstance(failure, FailoverExhausted):
+        return _failoverText(failure, plan)
     if isinstance(failure, TLSError):
         text = _tlsText(_connectError(failure))
         hint = ""
@@ -1054,6 +1307,21 @@ def describeConnectFailure(failure: BaseException, plan: ConnectionPlan) -> str:
     return describeFailure(failure, plan)
 
 
+def _failoverText(failure: FailoverExhausted, plan: ConnectionPlan) -> str:
+    """
+    @return: why each server failed, in the order tried.
+    """
+    servers = plan.servers
+    reasons = []
+    for index, (endpoint, reason) in enumerate(failure.failures):
+        if index < len(servers) and isinstance(reason.value, BaseException):
+            one = replace(plan, url=servers[index], failover=())
+            reasons.append(describeConnectFailure(reason.value, one))
+        else:
+            reasons.append(f"{endpoint!r}: {reason.getErrorMessage()}")
+    return f"cannot connect to any of {len(servers)} servers: {'; '.join(reasons)}"
+
+
 def describeFailure(failure: BaseException, plan: ConnectionPlan) -> str:
     """
     Say in one line why a command failed once connected.
@@ -1090,6 +1358,72 @@ def describeFailure(failure: BaseException, plan: ConnectionPlan) -> str:
     return f"{type(failure).__name__}: {failure}"
 
 
+# The conditions with which a server refuses what a client asks for (an
+# address, a link): the session that RabbitMQ ends when a receiver's queue
+# does not exist is a refusal, not a broken connection.
+_REFUSALS = frozenset(
+    [
+        "amqp:not-found",
+        "amqp:unauthorized-access",
+        "amqp:not-allowed",
+        "amqp:not-implemented",
+        "amqp:precondition-failed",
+        "amqp:resource-deleted",
+        "amqp:resource-locked",
+        "amqp:resource-limit-exceeded",
+        "amqp:link:message-size-exceeded",
+        "amqp:link:detach-forced",
+    ]
+)
+
+
+def exitStatus(failure: BaseException) -> int:
+    """
+    The exit status for a failure.
+
+    @param failure: why a command failed.
+    @return: L{EXIT_AUTHENTICATION} for a refused login;
+        L{EXIT_REJECTED} for a message not accepted or a link (an address)
+        refused; L{EXIT_CONNECTION} for no connection, or one lost or closed
+        by the server; L{EXIT_TIMEOUT} for a request without reply; the
+        code of a L{CommandFailed}; else L{EXIT_FAILURE}.
+    """
+    if isinstance(failure, CommandFailed):
+        return failure.code
+    if isinstance(failure, AuthenticationFailed):
+        return EXIT_AUTHENTICATION
+    if isinstance(failure, OpenRefused):
+        if failure.condition == "amqp:unauthorized-access":
+            return EXIT_AUTHENTICATION
+        return EXIT_CONNECTION
+    if isinstance(failure, (DeliveryNotAccepted, LinkDetached)):
+        return EXIT_REJECTED
+    if isinstance(failure, SessionEnded):
+        if failure.condition in _REFUSALS:
+            return EXIT_REJECTED
+        return EXIT_FAILURE
+    if isinstance(failure, RequestTimedOut):
+        return EXIT_TIMEOUT
+    if isinstance(
+        failure,
+        (
+            # TLSError, FailoverExhausted and the connect timeout are
+            # ConnectErrors too.
+            neterror.ConnectError,
+            neterror.DNSLookupError,
+            neterror.ConnectionLost,
+            neterror.ConnectionDone,
+            AMQPConnectionLost,
+            ConnectionClosed,
+            ProtocolError,
+        ),
+    ):
+        return EXIT_CONNECTION
+    if isinstance(failure, TimeoutError):
+        return EXIT_TIMEOUT
+    return EXIT_FAILURE
+
+
 def outcomeText(failure: DeliveryNotAccepted) -> str:
     """
     @param failure: a message's outcome other than accepted.
@@ -1112,10 +1446,43 @@ def outcomeText(failure: DeliveryNotAccepted) -> str:
 # --- connecting ---------------------------------------------------------------------
 
 
+@implementer(IStreamClientEndpoint)
+class _Noting:
+    """
+    The endpoint of one server of C{--failover}: it tells the L{Client}
+    when it connected.
+    """
+
+    def __init__(
+        self, endpoint: IStreamClientEndpoint, url: AMQPURL, client: Client
+    ) -> None:
+        self._endpoint = endpoint
+        self._url = url
+        self._client = client
+
+    def __repr__(self) -> str:
+        return repr(self._endpoint)
+
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
+        """
+        Connect, and note the server on success.
+        """
+
+        def connected(protocol: IProtocol) -> IProtocol:
+            self._client.server = str(self._url)
+            return protocol
+
+        connecting: Deferred[IProtocol] = self._endpoint.connect(protocolFactory)
+        return connecting.addCallback(connected)
+
+
 class Client:
     """
     The connection of one command: opened with L{amqptx.connect}, or kept
     open by an L{amqptx.AMQPClientService} with C{--reconnect}.
+
+    @ivar server: the server the connection is open with (or, before, the
+        first to try), as C{amqp://user:***@host:port}.
     """
 
     def __init__(self, reactor: Any, plan: ConnectionPlan, console: Console) -> None:
@@ -1129,6 +1496,7 @@ class Client:
         self._console = console
         self._connection: AMQPConnection | None = None
         self._service: AMQPClientService | None = None
+        self.server = plan.server
 
     async def open(self, within: float | None = None) -> AMQPConnection:
         """
@@ -1141,15 +1509,11 @@ class Client:
             when C{within} passed first).
         """
         plan = self.plan
-        url = replace(plan.url, path="")
         try:
+            endpoint = self._endpoint()
             if plan.reconnect:
-                from ._endpoints import AMQPClientEndpoint
                 from ._reconnect import AMQPClientService
 
-                endpoint = AMQPClientEndpoint.fromURL(
-                    self._reactor, url, **plan.endpointOptions
-                )
                 service = self._service = AMQPClientService(
                     endpoint, clock=self._reactor
                 )
@@ -1158,7 +1522,7 @@ class Client:
             else:
                 from ._connect import connect
 
-                connecting = connect(self._reactor, url, **plan.endpointOptions)
+                connecting = connect(self._reactor, endpoint)
         except (TypeError, ValueError) as e:
             raise CommandFailed(str(e), EXIT_USAGE) from None
         if within is not None:
@@ -1170,9 +1534,38 @@ class Client:
                 f"no connection to {plan.server} within {within:g} s", EXIT_TIMEOUT
             ) from None
         except Exception as e:
-            raise CommandFailed(describeConnectFailure(e, plan)) from None
+            raise CommandFailed(
+                describeConnectFailure(e, plan), exitStatus(e)
+            ) from None
         self._connection = connection
         return connection
+
+    def _endpoint(self) -> IStreamClientEndpoint:
+        """
+        @return: the endpoint of the URL; with C{--failover}, a failover
+            endpoint over it and the others, tried once each (C{--reconnect}
+            tries them again, with back-off).
+        @raise ValueError: for a bad option value.
+        """
+        from ._endpoints import AMQPClientEndpoint
+
+        plan = self.plan
+        endpoints = [
+            AMQPClientEndpoint.fromURL(self._reactor, url, **plan.endpointOptions)
+            for url in plan.servers
+        ]
+        if len(endpoints) == 1:
+            return endpoints[0]
+        from ._failover import AMQPFailoverEndpoint
+
+        return AMQPFailoverEndpoint(
+            self._reactor,
+            [
+                _Noting(endpoint, url, self)
+                for endpoint, url in zip(endpoints, plan.servers, strict=True)
+            ],
+            policy=False,
+        )
 
     async def current(self) -> AMQPConnection:
         """
@@ -1183,7 +1576,9 @@ class Client:
             try:
                 connection: AMQPConnection = await self._service.whenConnected()
             except Exception as e:
-                raise CommandFailed(describeConnectFailure(e, self.plan)) from None
+                raise CommandFailed(
+                    describeConnectFailure(e, self.plan), exitStatus(e)
+                ) from None
             return connection
         if self._connection is None:
             return await self.open()
@@ -1219,13 +1614,21 @@ async def _attached(attaching: Deferred[Any], plan: ConnectionPlan) -> Any:
     """
     Wait for a link to attach.
 
-    @raise CommandFailed: when the server refused it.
+    @raise CommandFailed: when the server refused it, detaching the link or
+        ending its session (as RabbitMQ does for an unknown address), with
+        L{EXIT_REJECTED}.
     """
     try:
         return await attaching
     except LinkDetached as e:
         raise CommandFailed(
-            f"cannot attach to {plan.address!r}: {_reason(e)}"
+            f"cannot attach to {plan.address!r}: {_reason(e)}", EXIT_REJECTED
+        ) from None
+    except SessionEnded as e:
+        raise CommandFailed(
+            f"cannot attach to {plan.address!r}: the server ended the session: "
+            f"{_reason(e)}",
+            EXIT_REJECTED,
         ) from None
 
 
@@ -1244,9 +1647,13 @@ async def send(reactor: Any, options: SendOptions, console: Console) -> int:
     tally: dict[str, int] = {}
     broken: list[BaseException] = []
 
+    progress: Progress | None = None
+
     def settled(outcome: Outcome, number: int) -> None:
         name = "sent" if outcome is Outcome.SETTLED else "accepted"
         tally[name] = tally.get(name, 0) + 1
+        if progress is not None:
+            progress.done += 1
         if not quiet:
             console.line(f"message {number}: {name}")
 
@@ -1256,6 +1663,9 @@ async def send(reactor: Any, options: SendOptions, console: Console) -> int:
             text = outcomeText(failure)
             name = text.split(" ")[0]
             tally[name] = tally.get(name, 0) + 1
+            if progress is not None:
+                progress.done += 1
+                progress.notAccepted += 1
             if not quiet:
                 console.line(f"message {number}: {text}")
         elif isinstance(failure, BaseException):
@@ -1267,6 +1677,8 @@ async def send(reactor: Any, options: SendOptions, console: Console) -> int:
             connection.sender(plan.address, presettled=bool(options["presettled"])),
             plan,
         )
+        if count > 1 and not quiet and not options["no-progress"]:
+            progress = console.startProgress(reactor, "sent", count)
         sending: list[Deferred[None]] = []
         for number in range(1, count + 1):
             try:
@@ -1289,6 +1701,7 @@ async def send(reactor: Any, options: SendOptions, console: Console) -> int:
             )
         await gatherResults(sending)
     finally:
+        console.finishProgress()
         await client.close()
     if broken:
         raise broken[0]
@@ -1299,7 +1712,7 @@ async def send(reactor: Any, options: SendOptions, console: Console) -> int:
         console.line(f"{_messages(done)}: {parts}")
     if good < count:
         console.error(f"{count - good} of {_messages(count)} not accepted")
-        return EXIT_FAILURE
+        return EXIT_REJECTED
     return EXIT_OK
 
 
@@ -1329,6 +1742,9 @@ async def receive(reactor: Any, options: ReceiveOptions, console: Console) -> in
             connection.receiver(plan.address, credit=credit, limit=count or None),
             plan,
         )
+        progress = None
+        if count != 1 and not options["no-progress"]:
+            progress = console.startProgress(reactor, "received", count or None)
         while not count or received < count:
             getting: Deferred[ReceivedMessage] = receiver.get()
             if deadline is not None:
@@ -1339,6 +1755,8 @@ async def receive(reactor: Any, options: ReceiveOptions, console: Console) -> in
                 timedOut = True
                 break
             received += 1
+            if progress is not None:
+                progress.done += 1
             try:
                 console.line(messageLine(delivery.message, asJSON))
             except CommandFailed:
@@ -1346,6 +1764,7 @@ async def receive(reactor: Any, options: ReceiveOptions, console: Console) -> in
                 raise
             getattr(delivery, ack)()
     finally:
+        console.finishProgress()
         await client.close()
     if timedOut and count and received < count:
         console.error(f"received {received} of {_messages(count)} within {timeout:g} s")
@@ -1379,11 +1798,18 @@ async def request(reactor: Any, options: RequestOptions, console: Console) -> in
             ) from None
         except LinkDetached as e:
             raise CommandFailed(
-                f"cannot attach to {plan.address!r}: {_reason(e)}"
+                f"cannot attach to {plan.address!r}: {_reason(e)}", EXIT_REJECTED
+            ) from None
+        except SessionEnded as e:
+            raise CommandFailed(
+                f"the server ended the session of the request to {plan.address!r}: "
+                f"{_reason(e)}",
+                EXIT_REJECTED,
             ) from None
         except DeliveryNotAccepted as e:
             raise CommandFailed(
-                f"the request to {plan.address!r} was {outcomeText(e)}"
+                f"the request to {plan.address!r} was {outcomeText(e)}",
+                EXIT_REJECTED,
             ) from None
         console.line(messageLine(reply, bool(options["json"])))
     finally:
@@ -1404,7 +1830,8 @@ async def ping(reactor: Any, options: PingOptions, console: Console) -> int:
         started = reactor.seconds()
         connection = await client.open()
         elapsed = reactor.seconds() - started
-        console.line(f"connected to {plan.server}: open in {elapsed * 1000:.1f} ms")
+        server = client.server
+        console.line(f"connected to {server}: open in {elapsed * 1000:.1f} ms")
         for name, value in describeConnection(connection):
             console.line(f"{name}: {value}")
     finally:
@@ -1516,7 +1943,7 @@ async def execute(
         return e.code
     except Exception as e:
         console.error(describeFailure(e, plan))
-        return EXIT_FAILURE
+        return exitStatus(e)
 
 
 def _run(

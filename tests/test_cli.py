@@ -10,13 +10,18 @@ from __future__ import annotations
 import io
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from proton import Message, symbol, ulong
+from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.internet import error as neterror
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.ssl import PrivateCertificate
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -24,22 +29,29 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from amqptx import (
     AMQPConnectionLost,
+    AMQPServerEndpoint,
     AuthenticationFailed,
     ConnectionClosed,
+    FailoverExhausted,
     LinkDetached,
     MessageModified,
     MessageRejected,
     MessageReleased,
     OpenRefused,
     ProtocolError,
+    RequestTimedOut,
     SessionEnded,
     TLSError,
     parseURL,
 )
 from amqptx import _cli as cli
 from amqptx._cli import (
+    EXIT_AUTHENTICATION,
+    EXIT_CONNECTION,
     EXIT_FAILURE,
+    EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_REJECTED,
     EXIT_TIMEOUT,
     EXIT_USAGE,
     CommandFailed,
@@ -47,17 +59,22 @@ from amqptx._cli import (
     Console,
     MessageTemplate,
     PingOptions,
+    Progress,
     ReceiveOptions,
     RequestOptions,
     SendOptions,
     describeConnectFailure,
     describeFailure,
+    exitStatus,
     jsonable,
     messageLine,
     messageRecord,
     outcomeText,
     parseCommandLine,
 )
+from amqptx._sasl import SASLConfig
+from amqptx.broker import Broker, BrokerConfig, Permissions
+from amqptx.testing import completeConnection
 from tests._certs import sharedPKI
 
 _SECRET = "s3cr%C3%A9t"
@@ -311,6 +328,49 @@ class CommandLineTests(SynchronousTestCase):
                 self, "ping", "amqps://h", "--cert", pki.clientCert, "--key", pki.caKey
             ),
         )
+
+    def test_failover(self) -> None:
+        """
+        C{--failover} (repeatable) adds servers after the URL's, without
+        paths; their passwords are secrets too.
+        """
+        plan = _command(
+            "send",
+            "amqps://u:one@h1/q",
+            "-m",
+            "x",
+            "--failover",
+            "amqps://u:two@h2:5000",
+            "--failover",
+            "amqps://h3/q",
+        ).plan
+        self.assertEqual(
+            [str(url) for url in plan.servers],
+            ["amqps://u:***@h1:5671", "amqps://u:***@h2:5000", "amqps://h3:5671"],
+        )
+        self.assertEqual(plan.secrets, ("one", "two"))
+        self.assertEqual(plan.address, "q")
+        self.assertEqual(_command("ping", "amqp://h").plan.failover, ())
+
+    def test_failoverErrors(self) -> None:
+        """
+        A bad C{--failover} URL, one with another address, one over
+        C{amqp://} with TLS files or with a password without C{--insecure}:
+        usage errors.
+        """
+        pki = sharedPKI()
+        for arguments, expected in [
+            (["--failover", "amqp://h:0"], "bad --failover URL"),
+            (["--failover", "amqp://h2/other"], "give the server only"),
+            (["--failover", "amqp://u:p@h2"], "refusing to send a password"),
+        ]:
+            self.assertIn(
+                expected, _usageError(self, "receive", "amqp://h/q", *arguments)
+            )
+        message = _usageError(
+            self, "ping", "amqps://h", "--ca", pki.caCert, "--failover", "amqp://h2"
+        )
+        self.assertIn("--ca: need an amqps:// URL (amqp://h2:5672 is not)", message)
 
 
 class SendOptionsTests(SynchronousTestCase):
@@ -795,16 +855,22 @@ class ConsoleTests(SynchronousTestCase):
         are shown, one line each.
         """
         observer = cli._observer(self.console, verbose=False)
-        for namespace, level in [
-            ("amqptx._reconnect.ReconnectingAMQPClientFactory", LogLevel.warn),
-            ("amqptx._reconnect.ReconnectingAMQPClientFactory", LogLevel.info),
-            ("amqptx._protocol", LogLevel.error),
+        factory = "amqptx._reconnect.ReconnectingAMQPClientFactory"
+        for namespace, level, reason in [
+            (factory, LogLevel.warn, "refused"),
+            (factory, LogLevel.info, "refused"),
+            # Giving up: the command's error says why.
+            (factory, LogLevel.error, "refused"),
+            # A refused login is not tried again: the command's error says so.
+            (factory, LogLevel.warn, "AuthenticationFailed(amqp:unauthorized)"),
+            ("amqptx._protocol", LogLevel.error, "refused"),
         ]:
             observer(
                 {
                     "log_format": "from {namespace} at {level}",
                     "namespace": namespace,
                     "level": level.name,
+                    "reason": reason,
                     "log_namespace": namespace,
                     "log_level": level,
                 }
@@ -874,7 +940,20 @@ class MainTests(SynchronousTestCase):
         """
         exit = self.assertRaises(SystemExit, cli.main, ["--help"])
         self.assertEqual(exit.code, 0)
-        self.assertIn("Usage: amqptx COMMAND [options] URL", self.output())
+        output = self.output()
+        self.assertIn("Usage: amqptx COMMAND [options] URL", output)
+        table = " ".join(output.split())
+        for text in (
+            "0 done",
+            "1 failed",
+            "2 timed out",
+            "3 no connection",
+            "4 authentication failed",
+            "5 rejected",
+            "64 bad command line",
+            "130 interrupted",
+        ):
+            self.assertIn(text, table)
         exit = self.assertRaises(SystemExit, cli.main, ["receive", "--help"])
         self.assertIn("Usage: amqptx receive [options] URL", self.output())
 
@@ -928,14 +1007,15 @@ class MainTests(SynchronousTestCase):
 
     def test_executeCrashed(self) -> None:
         """
-        Any other exception gives one line, and status 1.
+        Any other exception gives one line, and the status of
+        L{cli.exitStatus}.
         """
 
         async def command(reactor: object, options: object, console: Console) -> int:
             raise LinkDetached("amqp:not-found", "gone")
 
         code, err = self.execute(command)
-        self.assertEqual(code, EXIT_FAILURE)
+        self.assertEqual(code, EXIT_REJECTED)
         self.assertEqual(
             err,
             "amqptx: error: the server detached the link to 'q': "
@@ -961,7 +1041,10 @@ class MainTests(SynchronousTestCase):
         finished.addErrback(failures.append)
         self.assertEqual(failures, [])
         reactor.shutdown()
-        self.assertEqual(failures[0].value.code, 130)  # type: ignore[union-attr]
+        self.assertEqual(
+            failures[0].value.code,  # type: ignore[union-attr]
+            EXIT_INTERRUPTED,
+        )
         never.errback(AMQPConnectionLost())
         self.assertEqual(err.getvalue(), "amqptx: error: interrupted\n")
 
@@ -1002,3 +1085,777 @@ class _FakeReactor:
     def shutdown(self) -> None:
         for trigger in self.triggers:
             trigger()
+
+
+class ExitStatusTests(SynchronousTestCase):
+    """
+    L{exitStatus}: which kind of failure each exception is.
+    """
+
+    def test_statuses(self) -> None:
+        """
+        Each status is distinct; every failure maps to the one documented.
+        """
+        statuses = [
+            EXIT_OK,
+            EXIT_FAILURE,
+            EXIT_TIMEOUT,
+            EXIT_CONNECTION,
+            EXIT_AUTHENTICATION,
+            EXIT_REJECTED,
+            EXIT_USAGE,
+            EXIT_INTERRUPTED,
+        ]
+        self.assertEqual(statuses, [0, 1, 2, 3, 4, 5, 64, 130])
+        for name in (
+            "EXIT_AUTHENTICATION",
+            "EXIT_CONNECTION",
+            "EXIT_REJECTED",
+            "EXIT_TIMEOUT",
+        ):
+            self.assertIn(name, cli.__all__)
+
+    def test_failures(self) -> None:
+        """
+        Refused logins are authentication failures; messages not accepted
+        and refused links, rejections; anything that ends or prevents the
+        connection, connection failures; a request without reply, a
+        timeout.
+        """
+        cases: list[tuple[BaseException, int]] = [
+            (AuthenticationFailed("amqp:unauthorized-access"), EXIT_AUTHENTICATION),
+            (OpenRefused("amqp:unauthorized-access", "vhost"), EXIT_AUTHENTICATION),
+            (OpenRefused("amqp:not-found", "no vhost"), EXIT_CONNECTION),
+            (MessageRejected(), EXIT_REJECTED),
+            (MessageReleased(), EXIT_REJECTED),
+            (MessageModified(True, True), EXIT_REJECTED),
+            (LinkDetached("amqp:unauthorized-access"), EXIT_REJECTED),
+            (SessionEnded("amqp:not-found"), EXIT_REJECTED),
+            (SessionEnded("amqp:internal-error"), EXIT_FAILURE),
+            (neterror.ConnectionRefusedError(), EXIT_CONNECTION),
+            (neterror.DNSLookupError("x"), EXIT_CONNECTION),
+            (neterror.TimeoutError(), EXIT_CONNECTION),
+            (TLSError("certificate verify failed"), EXIT_CONNECTION),
+            (FailoverExhausted([], 1), EXIT_CONNECTION),
+            (AMQPConnectionLost(), EXIT_CONNECTION),
+            (neterror.ConnectionLost(), EXIT_CONNECTION),
+            (neterror.ConnectionDone(), EXIT_CONNECTION),
+            (ConnectionClosed("amqp:connection:forced"), EXIT_CONNECTION),
+            (ProtocolError("amqp:decode-error"), EXIT_CONNECTION),
+            (RequestTimedOut(), EXIT_TIMEOUT),
+            (TimeoutError(), EXIT_TIMEOUT),
+            (CommandFailed("x", EXIT_USAGE), EXIT_USAGE),
+            (CommandFailed("standard output is closed"), EXIT_FAILURE),
+            (CancelledError(), EXIT_FAILURE),
+            (KeyError("k"), EXIT_FAILURE),
+        ]
+        for failure, expected in cases:
+            self.assertEqual(exitStatus(failure), expected, repr(failure))
+
+    def test_failoverDescription(self) -> None:
+        """
+        When every server failed, the line says why for each, in order.
+        """
+        plan = _command("ping", "amqp://h1", "--failover", "amqp://h2:99").plan
+        failure = FailoverExhausted(
+            [
+                (object(), Failure(neterror.ConnectionRefusedError())),  # type: ignore[list-item]
+                (object(), Failure(neterror.DNSLookupError("x"))),  # type: ignore[list-item]
+            ],
+            1,
+        )
+        self.assertEqual(
+            describeConnectFailure(failure, plan),
+            "cannot connect to any of 2 servers: cannot connect to "
+            "amqp://h1:5672: connection refused; cannot connect to "
+            "amqp://h2:99: unknown host 'h2'",
+        )
+
+
+class AttachTests(SynchronousTestCase):
+    """
+    A link the server refuses, detaching it or ending its session.
+    """
+
+    def test_refused(self) -> None:
+        """
+        Either way, the line names the address and the reason, and the
+        status is L{EXIT_REJECTED}.
+        """
+        from twisted.internet.defer import fail
+
+        plan = _command("receive", "amqp://h/orders").plan
+        for failure, expected in [
+            (
+                LinkDetached("amqp:not-found", "no queue"),
+                "cannot attach to 'orders': amqp:not-found: no queue",
+            ),
+            (
+                SessionEnded("amqp:invalid-field", "Attach rejected"),
+                "cannot attach to 'orders': the server ended the session: "
+                "amqp:invalid-field: Attach rejected",
+            ),
+        ]:
+            attached = Deferred.fromCoroutine(cli._attached(fail(failure), plan))
+            error = self.failureResultOf(attached, CommandFailed).value
+            assert isinstance(error, CommandFailed)
+            self.assertEqual((error.message, error.code), (expected, EXIT_REJECTED))
+
+
+class _Terminal(io.StringIO):
+    """
+    Standard error on a terminal.
+    """
+
+    def isatty(self) -> bool:
+        return True
+
+
+class ProgressTests(SynchronousTestCase):
+    """
+    L{Progress}: a status line redrawn over itself, on the clock.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.written: list[str] = []
+
+    def progress(self, verb: str = "sent", total: int | None = 10) -> Progress:
+        return Progress(self.written.append, self.clock, verb, total)
+
+    def test_nothingAtFirst(self) -> None:
+        """
+        Nothing is drawn before one interval has passed: a quick run shows
+        nothing, not even when finished.
+        """
+        progress = self.progress()
+        progress.done = 10
+        self.clock.advance(0.2)
+        progress.finish()
+        self.assertEqual(self.written, [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_draws(self) -> None:
+        """
+        After each interval, the line is drawn after a carriage return:
+        messages done, of how many, the rate and the time so far.
+        """
+        progress = self.progress()
+        self.clock.advance(0.5)
+        self.assertEqual(self.written, ["\rsent 0 of 10 (0%), 0.0 msg/s, 0.5 s"])
+        progress.done = 3
+        progress.notAccepted = 1
+        self.clock.advance(0.5)
+        self.assertEqual(
+            self.written[-1],
+            "\rsent 3 of 10 (30%), 1 not accepted, 3.0 msg/s, 1.0 s",
+        )
+        before = self.written[-1]
+        progress.done = 1000
+        progress.notAccepted = 0
+        self.clock.advance(3.0)
+        after = "sent 1000 of 10 (10000%), 250 msg/s, 4.0 s"
+        self.assertEqual(
+            self.written[-1], "\r" + after + " " * (len(before) - 1 - len(after))
+        )
+
+    def test_noTotal(self) -> None:
+        """
+        Without a total, the line has only the count.
+        """
+        progress = self.progress("received", None)
+        progress.done = 7
+        self.clock.advance(2.0)
+        self.assertEqual(self.written[-1], "\rreceived 7, 3.5 msg/s, 2.0 s")
+
+    def test_fewUpdates(self) -> None:
+        """
+        However often time moves, the line is drawn at most four times a
+        second.
+        """
+        progress = self.progress()
+        for _ in range(100):
+            progress.done += 1
+            self.clock.advance(0.01)
+        self.assertEqual(len(self.written), 4)
+
+    def test_finish(self) -> None:
+        """
+        Finishing draws the line a last time, ends it with a newline and
+        stops the updates.
+        """
+        progress = self.progress()
+        self.clock.advance(0.5)
+        progress.done = 10
+        progress.finish()
+        self.assertEqual(
+            self.written[-2:], ["\rsent 10 of 10 (100%), 20 msg/s, 0.5 s", "\n"]
+        )
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        progress.finish()
+        self.assertEqual(len(self.written), 3)
+
+    def test_hide(self) -> None:
+        """
+        Hiding blanks the line; restoring shows it again as it was.
+        """
+        progress = self.progress()
+        self.assertFalse(progress.hide())
+        self.clock.advance(0.5)
+        self.written.clear()
+        self.assertTrue(progress.hide())
+        line = "sent 0 of 10 (0%), 0.0 msg/s, 0.5 s"
+        self.assertEqual(self.written, ["\r" + " " * len(line) + "\r"])
+        self.assertFalse(progress.hide())
+        progress.restore()
+        progress.restore()
+        self.assertEqual(self.written[1:], [line])
+        progress.hide()
+        self.clock.advance(0.25)
+        self.assertEqual(self.written[-1], "\rsent 0 of 10 (0%), 0.0 msg/s, 0.8 s")
+
+
+class ConsoleProgressTests(SynchronousTestCase):
+    """
+    L{Console} shows a progress line only on a terminal, and keeps its other
+    output above the line.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.err = _Terminal()
+
+    def test_notATerminal(self) -> None:
+        """
+        When standard error is not a terminal, there is no progress line.
+        """
+        err = io.StringIO()
+        console = Console(io.BytesIO(), err)
+        self.assertIsNone(console.startProgress(self.clock, "sent", 5))
+        self.clock.advance(10)
+        console.finishProgress()
+        self.assertEqual(err.getvalue(), "")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_terminal(self) -> None:
+        """
+        On a terminal, the progress line is drawn on the clock.
+        """
+        console = Console(io.BytesIO(), self.err)
+        progress = console.startProgress(self.clock, "received", None)
+        assert progress is not None
+        self.assertIs(console.progress, progress)
+        self.clock.advance(0.5)
+        progress.done = 1
+        console.finishProgress()
+        self.assertEqual(
+            self.err.getvalue(),
+            "\rreceived 0, 0.0 msg/s, 0.5 s\rreceived 1, 2.0 msg/s, 0.5 s\n",
+        )
+        self.assertIsNone(console.progress)
+
+    def test_notes(self) -> None:
+        """
+        A warning goes above the progress line: the line is blanked, the
+        warning written, the line shown again.
+        """
+        console = Console(io.BytesIO(), self.err)
+        console.startProgress(self.clock, "sent", 2)
+        self.clock.advance(0.5)
+        start = len(self.err.getvalue())
+        console.note("warning: slow")
+        line = "sent 0 of 2 (0%), 0.0 msg/s, 0.5 s"
+        self.assertEqual(
+            self.err.getvalue()[start:],
+            "\r" + " " * len(line) + "\ramqptx: warning: slow\n" + line,
+        )
+
+    def test_error(self) -> None:
+        """
+        An error ends the progress line first, which stays as it last was.
+        """
+        console = Console(io.BytesIO(), self.err)
+        console.startProgress(self.clock, "sent", 2)
+        self.clock.advance(0.5)
+        console.error("boom")
+        self.assertTrue(
+            self.err.getvalue().endswith(
+                "\rsent 0 of 2 (0%), 0.0 msg/s, 0.5 s\namqptx: error: boom\n"
+            )
+        )
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_resultsOnTheSameTerminal(self) -> None:
+        """
+        When standard output is the terminal too, a line of results goes
+        above the progress line; when it is not, the progress line stays.
+        """
+        out = _BinaryTerminal()
+        console = Console(out, self.err)
+        console.startProgress(self.clock, "received", 3)
+        self.clock.advance(0.5)
+        start = len(self.err.getvalue())
+        console.line("body")
+        line = "received 0 of 3 (0%), 0.0 msg/s, 0.5 s"
+        self.assertEqual(
+            self.err.getvalue()[start:], "\r" + " " * len(line) + "\r" + line
+        )
+        self.assertEqual(out.getvalue(), b"body\n")
+        console.finishProgress()
+        piped = Console(io.BytesIO(), self.err)
+        piped.startProgress(self.clock, "received", 3)
+        self.clock.advance(0.5)
+        start = len(self.err.getvalue())
+        piped.line("body")
+        self.assertEqual(self.err.getvalue()[start:], "")
+
+
+class _BinaryTerminal(io.BytesIO):
+    """
+    Standard output on a terminal.
+    """
+
+    def isatty(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class _Result:
+    """
+    What a command run in memory did.
+    """
+
+    code: int
+    out: bytes
+    err: str
+
+    @property
+    def errors(self) -> list[str]:
+        return self.err.splitlines()
+
+
+class _InMemory:
+    """
+    amqptx's broker listening on a L{MemoryReactorClock}, and commands run
+    against it there: connection attempts to its ports complete, attempts to
+    other ports are refused (but those to C{silent} ports, which hang).
+    """
+
+    def __init__(
+        self,
+        config: BrokerConfig | None = None,
+        users: dict[str, bytes] | None = None,
+        ports: tuple[int, ...] = (5672,),
+        silent: tuple[int, ...] = (),
+    ) -> None:
+        self.reactor = MemoryReactorClock()
+        self.broker = Broker(config or BrokerConfig(), self.reactor)
+        sasl = None
+        if users is not None:
+            sasl = SASLConfig(
+                checkers=(InMemoryUsernamePasswordDatabaseDontUse(**users),),
+                allowInsecure=True,
+                failureDelay=0,
+            )
+        for port in ports:
+            AMQPServerEndpoint(self.reactor, port, sasl=sasl).listen(
+                self.broker.factory()
+            )
+        self.silent = silent
+        self.pumps: list[Any] = []
+
+    def _connections(self) -> None:
+        """
+        Refuse or complete the pending connection attempts.
+        """
+        reactor = self.reactor
+        listening = {info[0] for info in reactor.tcpServers}
+        for index in reversed(range(len(reactor.tcpClients))):
+            port = reactor.tcpClients[index][1]
+            if port not in listening and port not in self.silent:
+                factory = reactor.tcpClients.pop(index)[2]
+                connector = reactor.connectors.pop(index)
+                factory.clientConnectionFailed(
+                    connector, Failure(neterror.ConnectionRefusedError())
+                )
+        while True:
+            try:
+                self.pumps.append(completeConnection(reactor))
+            except LookupError:
+                return
+
+    def start(self, *arguments: str, err: io.StringIO | None = None) -> _Running:
+        """
+        Start a command.
+
+        @param arguments: the command line.
+        @param err: standard error; by default not a terminal.
+        @return: the running command; L{drive} it to its end.
+        """
+        return _Running(self.reactor, arguments, err)
+
+    def drive(
+        self,
+        *commands: _Running,
+        step: float = 0.01,
+        during: Callable[[int], None] = lambda turn: None,
+    ) -> None:
+        """
+        Run commands to their end, in turns: connections complete, bytes move
+        one way and the other, then the clock moves C{step} seconds.
+
+        @param commands: the running commands.
+        @param step: the seconds each turn takes.
+        @param during: called at the start of each turn, with its number.
+        """
+        for turn in range(5000):
+            if all(command.codes for command in commands):
+                return
+            during(turn)
+            self._turn(step)
+        raise AssertionError(f"{commands} did not end")
+
+    def turns(self, seconds: float, step: float = 0.01) -> None:
+        """
+        Let the commands run for a while (see L{drive}).
+
+        @param seconds: how long.
+        @param step: the seconds each turn takes.
+        """
+        for _ in range(round(seconds / step)):
+            self._turn(step)
+
+    def _turn(self, step: float) -> None:
+        self._connections()
+        for pump in self.pumps:
+            pump.pump()
+        self.reactor.advance(step)
+
+    def run(
+        self,
+        *arguments: str,
+        err: io.StringIO | None = None,
+        step: float = 0.01,
+        during: Callable[[int], None] = lambda turn: None,
+    ) -> _Result:
+        """
+        Run a command to its end (see L{drive}).
+
+        @return: what the command did.
+        """
+        command = self.start(*arguments, err=err)
+        self.drive(command, step=step, during=during)
+        return command.result()
+
+
+class _Running:
+    """
+    A command running in memory.
+
+    @ivar codes: its exit status, once it ended.
+    """
+
+    def __init__(
+        self, reactor: Any, arguments: tuple[str, ...], err: io.StringIO | None
+    ) -> None:
+        options = parseCommandLine(list(arguments))
+        sub = options.subOptions
+        assert options.subCommand is not None and sub is not None
+        self._arguments = arguments
+        self._out = io.BytesIO()
+        self._err = io.StringIO() if err is None else err
+        console = Console(self._out, self._err)
+        console.secrets = sub.plan.secrets
+        self.codes: list[int] = []
+        Deferred.fromCoroutine(
+            cli.execute(reactor, options.subCommand, sub, console)
+        ).addCallback(self.codes.append)
+
+    def __repr__(self) -> str:
+        return f"<{' '.join(self._arguments)}: {self._err.getvalue()!r}>"
+
+    def result(self) -> _Result:
+        """
+        @return: what the command did.
+        """
+        return _Result(self.codes[0], self._out.getvalue(), self._err.getvalue())
+
+
+class CommandExitTests(SynchronousTestCase):
+    """
+    The commands, run in memory against amqptx's broker: each failure's
+    line and exit status.
+    """
+
+    def assertOneError(self, result: _Result, code: int, line: str) -> None:
+        """
+        Assert that a run failed with C{code} and the one line C{line} on
+        standard error.
+        """
+        self.assertEqual(
+            (result.code, result.errors), (code, [f"amqptx: error: {line}"])
+        )
+
+    def test_ok(self) -> None:
+        """
+        C{send} then C{receive}: 0.
+        """
+        server = _InMemory()
+        sent = server.run("send", "amqp://h/q", "-m", "m{n}", "-c", "2")
+        self.assertEqual((sent.code, sent.err), (EXIT_OK, ""))
+        received = server.run("receive", "amqp://h/q", "-c", "2")
+        self.assertEqual((received.code, received.out), (EXIT_OK, b"m1\nm2\n"))
+
+    def test_refused(self) -> None:
+        """
+        Nothing listening: connection failure.
+        """
+        result = _InMemory(ports=()).run("ping", "amqp://h")
+        self.assertOneError(
+            result,
+            EXIT_CONNECTION,
+            "cannot connect to amqp://h:5672: connection refused",
+        )
+
+    def test_connectTimeout(self) -> None:
+        """
+        No AMQP connection within C{--connect-timeout}: connection failure.
+        """
+        result = _InMemory(ports=(), silent=(5672,)).run(
+            "receive", "amqp://h/q", "--connect-timeout", "1", step=0.1
+        )
+        self.assertOneError(
+            result,
+            EXIT_CONNECTION,
+            "cannot connect to amqp://h:5672: no AMQP connection within 1 s",
+        )
+
+    def test_connectionLost(self) -> None:
+        """
+        A connection lost while receiving: connection failure.
+        """
+        server = _InMemory()
+
+        def drop(turn: int) -> None:
+            if turn == 50:
+                for pump in server.pumps:
+                    pump.serverIO.abortConnection()
+
+        result = server.run("receive", "amqp://h/q", "-c", "2", during=drop)
+        self.assertEqual(result.code, EXIT_CONNECTION, result.err)
+        self.assertEqual(len(result.errors), 1, result.err)
+        self.assertIn("connection", result.errors[0])
+
+    def test_wrongPassword(self) -> None:
+        """
+        A refused login: authentication failure, with C{--reconnect} too
+        (no retry), and no password shown.
+        """
+        server = _InMemory(users={"alice": b"secret"})
+        for extra in ([], ["--reconnect"]):
+            result = server.run("ping", "amqp://alice:wrong@h", "--insecure", *extra)
+            self.assertOneError(
+                result,
+                EXIT_AUTHENTICATION,
+                "authentication failed at amqp://alice:***@h:5672: "
+                "amqp:unauthorized-access: Authentication failed [mech=PLAIN]",
+            )
+        good = server.run("ping", "amqp://alice:secret@h", "--insecure")
+        self.assertEqual(good.code, EXIT_OK, good.err)
+
+    def test_noPermission(self) -> None:
+        """
+        An address the user may not use: rejection, for each command.
+        """
+        server = _InMemory(
+            BrokerConfig(permissions=Permissions.parse("alice all allowed")),
+            users={"alice": b"secret"},
+        )
+        url = "amqp://alice:secret@h/forbidden"
+        for arguments in (
+            ["send", url, "-m", "x"],
+            ["receive", url],
+            ["request", url, "-m", "x"],
+        ):
+            result = server.run(*arguments, "--insecure")
+            self.assertEqual(result.code, EXIT_REJECTED, result.err)
+            self.assertEqual(len(result.errors), 1, result.err)
+            self.assertIn("amqp:unauthorized-access", result.err)
+        allowed = server.run(
+            "send", "amqp://alice:secret@h/allowed", "-m", "x", "--insecure"
+        )
+        self.assertEqual(allowed.code, EXIT_OK, allowed.err)
+
+    def test_notFound(self) -> None:
+        """
+        An address the server does not have: rejection.
+        """
+        server = _InMemory(BrokerConfig(autoCreate=False))
+        result = server.run("receive", "amqp://h/nowhere")
+        self.assertEqual(result.code, EXIT_REJECTED, result.err)
+        self.assertIn("cannot attach to 'nowhere': amqp:not-found", result.err)
+
+    def test_rejected(self) -> None:
+        """
+        Messages the server rejects: rejection, for C{send} and
+        C{request}.
+        """
+        server = _InMemory(BrokerConfig(maxMessageSize=200))
+        sent = server.run("send", "amqp://h/q", "-m", "x" * 300, "-c", "2", "-q")
+        self.assertEqual(sent.code, EXIT_REJECTED)
+        self.assertEqual(sent.out, b"2 messages: 2 rejected\n")
+        self.assertEqual(sent.errors, ["amqptx: error: 2 of 2 messages not accepted"])
+        asked = server.run("request", "amqp://h/q", "-m", "x" * 300)
+        self.assertEqual(asked.code, EXIT_REJECTED, asked.err)
+        self.assertIn("the request to 'q' was rejected", asked.err)
+
+    def test_timeouts(self) -> None:
+        """
+        Too few messages, no reply: timeout.
+        """
+        server = _InMemory()
+        self.assertOneError(
+            server.run("receive", "amqp://h/q", "-t", "0.5"),
+            EXIT_TIMEOUT,
+            "received 0 of 1 message within 0.5 s",
+        )
+        self.assertOneError(
+            server.run("request", "amqp://h/nobody", "-m", "x", "-t", "0.5"),
+            EXIT_TIMEOUT,
+            "no reply from 'nobody' within 0.5 s",
+        )
+
+    def test_outputClosed(self) -> None:
+        """
+        Another failure (standard output closed): 1.
+        """
+        server = _InMemory()
+        server.run("send", "amqp://h/q", "-m", "x")
+        options = parseCommandLine(["receive", "amqp://h/q"])
+        out = io.BytesIO()
+        out.close()
+        err = io.StringIO()
+        codes: list[int] = []
+        Deferred.fromCoroutine(
+            cli.execute(
+                server.reactor, "receive", options.subOptions, Console(out, err)
+            )
+        ).addCallback(codes.append)
+        server.turns(1.0)
+        self.assertEqual(codes, [EXIT_FAILURE])
+        self.assertEqual(err.getvalue(), "amqptx: error: standard output is closed\n")
+
+    def test_failover(self) -> None:
+        """
+        With C{--failover}, the next server is tried when one fails; when
+        all fail, the line says why for each: connection failure.
+        """
+        server = _InMemory()
+        result = server.run("ping", "amqp://h:1", "--failover", "amqp://h:5672")
+        self.assertEqual(result.code, EXIT_OK, result.err)
+        self.assertTrue(result.out.startswith(b"connected to amqp://h:5672: "))
+        again = server.run(
+            "send", "amqp://h:1/q", "-m", "x", "--failover", "amqp://h", "--reconnect"
+        )
+        self.assertEqual((again.code, again.out), (EXIT_OK, b"message 1: accepted\n"))
+        self.assertOneError(
+            server.run("ping", "amqp://h:1", "--failover", "amqp://h:2"),
+            EXIT_CONNECTION,
+            "cannot connect to any of 2 servers: cannot connect to amqp://h:1: "
+            "connection refused; cannot connect to amqp://h:2: connection refused",
+        )
+
+
+class CommandProgressTests(SynchronousTestCase):
+    """
+    C{send} and C{receive} show their progress on a terminal, and only
+    there.
+    """
+
+    def slowSend(
+        self, *arguments: str, err: io.StringIO, full: bool = False
+    ) -> _Result:
+        """
+        Run C{send -m x ARGUMENTS} to a queue that holds one message: the
+        others wait for a receiver, which comes after a second.
+
+        @param full: whether the queue holds a message already.
+        @return: what C{send} did.
+        """
+        server = _InMemory(BrokerConfig(maxQueueDepth=1))
+        if full:
+            server.run("send", "amqp://h/q", "-m", "first")
+        sending = server.start("send", "amqp://h/q", "-m", "x", *arguments, err=err)
+        server.turns(1.0)
+        self.assertEqual(sending.codes, [])
+        receiving = server.start("receive", "amqp://h/q", "-c", "0", "-t", "1")
+        server.drive(sending, receiving)
+        return sending.result()
+
+    def test_send(self) -> None:
+        """
+        A slow C{send --count} on a terminal: the status line counts the
+        messages a few times a second, and ends with a newline; the outcomes
+        are on standard output.
+        """
+        result = self.slowSend("-c", "5", err=_Terminal())
+        self.assertEqual(result.code, EXIT_OK)
+        self.assertEqual(len(result.out.splitlines()), 5)
+        draws = result.err.split("\r")[1:]
+        self.assertEqual(len(draws), 5)
+        for draw in draws[:-1]:
+            self.assertRegex(draw, r"^sent 1 of 5 \(20%\), \d\.\d msg/s, [01]\.\d s$")
+        self.assertRegex(draws[-1], r"^sent 5 of 5 \(100%\), \d\.\d msg/s, 1\.\d s\n$")
+
+    def test_sendQuiet(self) -> None:
+        """
+        C{--quiet} and C{--no-progress} show no progress.
+        """
+        for arguments in (["-c", "5", "-q"], ["-c", "5", "--no-progress"]):
+            result = self.slowSend(*arguments, err=_Terminal())
+            self.assertEqual((result.code, result.err), (EXIT_OK, ""))
+
+    def test_notATerminal(self) -> None:
+        """
+        When standard error is not a terminal, a slow run prints nothing
+        there but its error.
+        """
+        result = self.slowSend("-c", "5", err=io.StringIO())
+        self.assertEqual((result.code, result.err), (EXIT_OK, ""))
+        server = _InMemory()
+        server.run("send", "amqp://h/q", "-m", "x", "-c", "5")
+        result = server.run("receive", "amqp://h/q", "-c", "9", "-t", "2")
+        self.assertEqual(result.code, EXIT_TIMEOUT)
+        self.assertEqual(
+            result.errors, ["amqptx: error: received 5 of 9 messages within 2 s"]
+        )
+
+    def test_oneMessage(self) -> None:
+        """
+        C{send} and C{receive} of a single message show no progress.
+        """
+        self.assertEqual(self.slowSend(err=_Terminal(), full=True).err, "")
+        server = _InMemory()
+        result = server.run("receive", "amqp://h/q", "-t", "1", err=_Terminal())
+        self.assertEqual(
+            result.err, "amqptx: error: received 0 of 1 message within 1 s\n"
+        )
+
+    def test_receive(self) -> None:
+        """
+        C{receive} on a terminal until its timeout: a few updates a second,
+        then the last state and the error on a line of its own.
+        """
+        server = _InMemory()
+        server.run("send", "amqp://h/q", "-m", "x", "-c", "2")
+        err = _Terminal()
+        result = server.run("receive", "amqp://h/q", "-c", "3", "-t", "2", err=err)
+        self.assertEqual(result.code, EXIT_TIMEOUT)
+        self.assertEqual(result.out, b"x\nx\n")
+        progress, error = result.err.split("\n")[:2]
+        draws = progress.split("\r")[1:]
+        self.assertLessEqual(len(draws), 2 / 0.25 + 1)
+        self.assertGreaterEqual(len(draws), 4)
+        self.assertRegex(draws[-1], r"^received 2 of 3 \(66%\), 1\.\d msg/s, [\d.]+ s$")
+        self.assertEqual(error, "amqptx: error: received 2 of 3 messages within 2 s")
+        self.assertTrue(result.err.endswith(" s\n" + error + "\n"))

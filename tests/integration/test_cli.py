@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.integration.test_cli -*-
 """
 The C{amqptx} command-line tool, run as C{python -m amqptx} subprocesses
-against amqptx's server listening in this process.
+against amqptx's server listening in this process, against C{twistd
+amqp-listen} and against RabbitMQ: its output and its exit statuses.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,10 +39,20 @@ from zope.interface import implementer
 
 import amqptx
 from amqptx import AMQPConnection, AMQPServerEndpoint
+from amqptx._cli import (
+    EXIT_AUTHENTICATION,
+    EXIT_CONNECTION,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+)
 from amqptx._engine import ConnectionSettings
 from amqptx._sasl import SASLConfig
 from amqptx.broker import Broker, BrokerConfig, BrokerProtocol
 from tests._certs import sharedPKI
+from tests.integration._rabbitmq import requireRabbitMQ, sharedNode
+from tests.integration._twistd import Twistd, TwistdTestCase
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _PASSWORD = "correct-horse-battery"
@@ -88,12 +100,15 @@ class _Run(ProcessProtocol):
 
     def __init__(self) -> None:
         self.ended: Deferred[Result] = Deferred()
+        self.output: Deferred[None] = Deferred()
         self.running = True
         self._out = b""
         self._err = b""
 
     def outReceived(self, data: bytes) -> None:
         self._out += data
+        if not self.output.called:
+            self.output.callback(None)
 
     def errReceived(self, data: bytes) -> None:
         self._err += data
@@ -106,6 +121,8 @@ class _Run(ProcessProtocol):
         else:
             assert isinstance(value, ProcessDone)
             code = 0
+        if not self.output.called:
+            self.output.callback(None)
         self.ended.callback(Result(code, self._out, self._err.decode("utf-8")))
 
 
@@ -154,21 +171,21 @@ class _ServerProtocol(BrokerProtocol):
         super().configure(settings, clock)
 
 
-class CommandLineTests(TestCase):
+class _Runs(TestCase):
     """
-    Each command, its output and its exit status.
+    Base of test cases that run C{amqptx} in a subprocess.
     """
 
-    timeout = 60
-
-    async def amqptx(self, *arguments: str) -> Result:
+    def spawn(self, run: _Run, *arguments: str, usePTY: bool = False) -> Any:
         """
-        Run C{python -m amqptx ARGUMENTS} in the checkout; the process is
+        Start C{python -m amqptx ARGUMENTS} in the checkout; the process is
         killed if it still runs when the test ends.
 
-        @return: what it did.
+        @param run: the protocol of the process.
+        @param usePTY: run it on a pseudo-terminal (then standard output and
+            standard error are one).
+        @return: the process.
         """
-        run = _Run()
         path = os.environ.get("PYTHONPATH")
         environment = dict(
             os.environ,
@@ -180,6 +197,7 @@ class CommandLineTests(TestCase):
             [sys.executable, "-m", "amqptx", *arguments],
             env=environment,
             path=_ROOT,
+            usePTY=usePTY,
         )
 
         def kill() -> Deferred[Result] | None:
@@ -189,7 +207,41 @@ class CommandLineTests(TestCase):
             return run.ended
 
         self.addCleanup(kill)
+        return process
+
+    async def amqptx(self, *arguments: str) -> Result:
+        """
+        Run C{python -m amqptx ARGUMENTS} (see L{spawn}).
+
+        @return: what it did.
+        """
+        run = _Run()
+        self.spawn(run, *arguments)
         return await run.ended
+
+    def assertOneError(self, result: Result, code: int, start: str) -> str:
+        """
+        Assert that a run failed with C{code}, printing nothing on standard
+        output and one line on standard error, which starts with
+        C{amqptx: error: } and C{start}.
+
+        @return: the line.
+        """
+        self.assertEqual(result.code, code, result.err)
+        self.assertEqual(result.out, b"")
+        self.assertEqual(len(result.errors), 1, result.err)
+        line = result.errors[0]
+        self.assertTrue(line.startswith(f"amqptx: error: {start}"), line)
+        self.assertNotIn("Traceback", result.err)
+        return line
+
+
+class CommandLineTests(_Runs):
+    """
+    Each command, its output and its exit status.
+    """
+
+    timeout = 60
 
     async def listen(
         self,
@@ -259,22 +311,6 @@ class CommandLineTests(TestCase):
         number: int = port.getHost().port  # type: ignore[attr-defined]
         await maybeDeferred(port.stopListening)
         return number
-
-    def assertOneError(self, result: Result, code: int, start: str) -> str:
-        """
-        Assert that a run failed with C{code}, printing nothing on standard
-        output and one line on standard error, which starts with
-        C{amqptx: error: } and C{start}.
-
-        @return: the line.
-        """
-        self.assertEqual(result.code, code, result.err)
-        self.assertEqual(result.out, b"")
-        self.assertEqual(len(result.errors), 1, result.err)
-        line = result.errors[0]
-        self.assertTrue(line.startswith(f"amqptx: error: {start}"), line)
-        self.assertNotIn("Traceback", result.err)
-        return line
 
     # --- send and receive ------------------------------------------------------
 
@@ -407,7 +443,7 @@ class CommandLineTests(TestCase):
         rejected = await self.amqptx("receive", url, "--ack", "reject")
         self.assertEqual((rejected.code, rejected.lines), (0, ["bad"]))
         empty = await self.amqptx("receive", url, "--timeout", "0.5")
-        self.assertOneError(empty, 2, "received 0 of 1 message within 0.5 s")
+        self.assertOneError(empty, EXIT_TIMEOUT, "received 0 of 1 message within 0.5 s")
 
     async def test_receiveTimeout(self) -> None:
         """
@@ -431,12 +467,12 @@ class CommandLineTests(TestCase):
     async def test_rejected(self) -> None:
         """
         A message the server rejects: its line says why, and C{send} exits
-        with 1.
+        with L{EXIT_REJECTED}.
         """
         port, _ = await self.listen(BrokerConfig(maxMessageSize=200))
         url = f"amqp://127.0.0.1:{port}/small"
         sent = await self.amqptx("send", url, "-m", "x" * 300, "-c", "2")
-        self.assertEqual(sent.code, 1)
+        self.assertEqual(sent.code, EXIT_REJECTED)
         self.assertEqual(len(sent.lines), 2)
         for line in sent.lines:
             self.assertRegex(
@@ -552,7 +588,7 @@ class CommandLineTests(TestCase):
         result = await self.amqptx(
             "request", f"amqp://127.0.0.1:{port}/nobody", "-m", "hi", "-t", "0.5"
         )
-        self.assertOneError(result, 2, "no reply from 'nobody' within 0.5 s")
+        self.assertOneError(result, EXIT_TIMEOUT, "no reply from 'nobody' within 0.5 s")
 
     # --- ping ------------------------------------------------------------------
 
@@ -598,7 +634,7 @@ class CommandLineTests(TestCase):
 
     async def test_refused(self) -> None:
         """
-        Nothing listening: one line, exit status 1.
+        Nothing listening: one line, L{EXIT_CONNECTION}.
         """
         number = await self.closedPort()
         for command in (["ping"], ["receive"], ["send", "-m", "x"]):
@@ -607,13 +643,13 @@ class CommandLineTests(TestCase):
             )
             self.assertOneError(
                 result,
-                1,
+                EXIT_CONNECTION,
                 f"cannot connect to amqp://127.0.0.1:{number}: connection refused",
             )
 
     async def test_wrongPassword(self) -> None:
         """
-        A refused login: one line, exit status 1, no password.
+        A refused login: one line, L{EXIT_AUTHENTICATION}, no password.
         """
         port = await self.listenTLS()
         wrong = "not-" + _PASSWORD
@@ -626,35 +662,42 @@ class CommandLineTests(TestCase):
             sharedPKI().caCert,
         )
         line = self.assertOneError(
-            result, 1, f"authentication failed at amqps://guest:***@localhost:{port}: "
+            result,
+            EXIT_AUTHENTICATION,
+            f"authentication failed at amqps://guest:***@localhost:{port}: ",
         )
         self.assertIn("amqp:unauthorized-access", line)
         self.assertNotIn(wrong, result.err)
 
     async def test_untrusted(self) -> None:
         """
-        A server certificate of an authority not trusted: one line.
+        A server certificate of an authority not trusted: one line,
+        L{EXIT_CONNECTION}.
         """
         port = await self.listenTLS()
         result = await self.amqptx(
             "ping", f"amqps://guest:{_PASSWORD}@localhost:{port}"
         )
         line = self.assertOneError(
-            result, 1, f"TLS handshake with amqps://guest:***@localhost:{port} failed"
+            result,
+            EXIT_CONNECTION,
+            f"TLS handshake with amqps://guest:***@localhost:{port} failed",
         )
         self.assertIn("certificate verify failed", line)
         self.assertNotIn(_PASSWORD, result.err)
 
     async def test_notFound(self) -> None:
         """
-        An address the server does not have: one line, exit status 1.
+        An address the server does not have: one line, L{EXIT_REJECTED}.
         """
         port, _ = await self.listen(BrokerConfig(autoCreate=False))
         for arguments in (["send", "-m", "x"], ["receive"]):
             result = await self.amqptx(
                 arguments[0], f"amqp://127.0.0.1:{port}/nowhere", *arguments[1:]
             )
-            line = self.assertOneError(result, 1, "cannot attach to 'nowhere': ")
+            line = self.assertOneError(
+                result, EXIT_REJECTED, "cannot attach to 'nowhere': "
+            )
             self.assertIn("amqp:not-found", line)
 
     async def test_usageErrors(self) -> None:
@@ -662,9 +705,200 @@ class CommandLineTests(TestCase):
         A bad URL or option: one line, exit status 64, no password.
         """
         result = await self.amqptx("send", "amqp://h:0/q", "-m", "x")
-        self.assertOneError(result, 64, "bad URL: ")
+        self.assertOneError(result, EXIT_USAGE, "bad URL: ")
         result = await self.amqptx("receive", "amqp://h/q", "--count", "many")
-        self.assertOneError(result, 64, "--count 'many': not a whole number")
+        self.assertOneError(result, EXIT_USAGE, "--count 'many': not a whole number")
         result = await self.amqptx("ping", f"amqp://guest:{_PASSWORD}@h")
-        self.assertOneError(result, 64, "refusing to send a password in clear")
+        self.assertOneError(result, EXIT_USAGE, "refusing to send a password in clear")
         self.assertNotIn(_PASSWORD, result.err)
+
+
+class TwistdCommandLineTests(_Runs, TwistdTestCase):
+    """
+    The exit statuses of C{amqptx} against C{twistd amqp-listen}: a refused
+    login, a refused address, a rejected message, a lost connection.
+    """
+
+    async def startAuthenticating(self, *arguments: str) -> Twistd:
+        """
+        Run C{twistd amqp-listen} with the user C{alice} and L{_PASSWORD}
+        (SASL PLAIN over cleartext).
+
+        @param arguments: more arguments of C{amqp-listen}.
+        @return: the process, once it listens.
+        """
+        return await self.startTwistd(
+            "--auth",
+            f"memory:alice:{_PASSWORD}",
+            "--allow-insecure-plain",
+            *arguments,
+        )
+
+    async def test_wrongPassword(self) -> None:
+        """
+        A wrong password, or no credentials at all: L{EXIT_AUTHENTICATION}
+        at once, even with C{--reconnect}; the password is not shown.
+        """
+        twistd = await self.startAuthenticating()
+        wrong = "not-" + _PASSWORD
+        server = f"amqp://alice:***@127.0.0.1:{twistd.port}"
+        for command in (["ping"], ["send", "-m", "x", "--reconnect"]):
+            result = await self.amqptx(
+                command[0],
+                f"amqp://alice:{wrong}@127.0.0.1:{twistd.port}/q",
+                "--insecure",
+                *command[1:],
+            )
+            line = self.assertOneError(
+                result, EXIT_AUTHENTICATION, f"authentication failed at {server}: "
+            )
+            self.assertIn("amqp:unauthorized-access", line)
+            self.assertNotIn(wrong, result.err)
+        anonymous = await self.amqptx("ping", twistd.url)
+        line = self.assertOneError(anonymous, EXIT_AUTHENTICATION, "authentication")
+        self.assertIn("give a user and password", line)
+        right = await self.amqptx(
+            "ping", f"amqp://alice:{_PASSWORD}@127.0.0.1:{twistd.port}", "--insecure"
+        )
+        self.assertEqual(right.code, EXIT_OK, right.err)
+
+    async def test_permissions(self) -> None:
+        """
+        An address C{--permissions} does not allow: L{EXIT_REJECTED} for
+        C{send}, C{receive} and C{request}.
+        """
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as rules:
+            rules.write("alice all allowed/*\n")
+        twistd = await self.startAuthenticating("--permissions", path)
+        base = f"amqp://alice:{_PASSWORD}@127.0.0.1:{twistd.port}"
+        for command in (["send", "-m", "x"], ["receive"], ["request", "-m", "x"]):
+            result = await self.amqptx(
+                command[0], f"{base}/forbidden", "--insecure", *command[1:]
+            )
+            line = self.assertOneError(
+                result, EXIT_REJECTED, "cannot attach to 'forbidden': "
+            )
+            self.assertIn("amqp:unauthorized-access", line)
+            self.assertNotIn(_PASSWORD, result.err)
+        allowed = await self.amqptx(
+            "send", f"{base}/allowed/q", "--insecure", "-m", "x"
+        )
+        self.assertEqual(
+            (allowed.code, allowed.lines), (EXIT_OK, ["message 1: accepted"])
+        )
+
+    async def test_rejected(self) -> None:
+        """
+        A message larger than C{--max-message-size}: rejected,
+        L{EXIT_REJECTED}.
+        """
+        twistd = await self.startTwistd("--max-message-size", "200")
+        sent = await self.amqptx(
+            "send", f"{twistd.url}/small", "-m", "x" * 300, "--quiet"
+        )
+        self.assertEqual(sent.code, EXIT_REJECTED, sent.err)
+        self.assertEqual(sent.lines, ["1 message: 1 rejected"])
+        self.assertEqual(sent.errors, ["amqptx: error: 1 of 1 message not accepted"])
+
+    async def test_connectionLost(self) -> None:
+        """
+        The server dies while C{receive} waits: L{EXIT_CONNECTION}; then
+        nothing listens there: L{EXIT_CONNECTION} again.
+        """
+        twistd = await self.startTwistd()
+        url = f"{twistd.url}/work"
+        await self.amqptx("send", url, "-m", "first")
+        run = _Run()
+        self.spawn(run, "receive", url, "--count", "2")
+        await run.output
+        await twistd.signal("KILL")
+        result = await run.ended
+        self.assertEqual(result.code, EXIT_CONNECTION, result.err)
+        self.assertEqual(result.lines, ["first"])
+        self.assertEqual(
+            result.errors, [f"amqptx: error: lost the connection to {twistd.url}"]
+        )
+        refused = await self.amqptx("ping", twistd.url)
+        self.assertOneError(
+            refused, EXIT_CONNECTION, f"cannot connect to {twistd.url}: "
+        )
+
+    async def test_failover(self) -> None:
+        """
+        With C{--failover}, a command reaches the server the URL's does not
+        answer for.
+        """
+        twistd = await self.startTwistd()
+        closed = await self.startTwistd()
+        await closed.signal("KILL")
+        result = await self.amqptx("ping", closed.url, "--failover", twistd.url)
+        self.assertEqual(result.code, EXIT_OK, result.err)
+        self.assertTrue(
+            result.lines[0].startswith(f"connected to {twistd.url}: "), result.out
+        )
+
+    async def test_progressOnTerminal(self) -> None:
+        """
+        On a terminal, C{receive --count} keeps a status line up to date,
+        and ends it before its error.
+        """
+        twistd = await self.startTwistd()
+        url = f"{twistd.url}/progress"
+        await self.amqptx("send", url, "-m", "x")
+        run = _Run()
+        self.spawn(run, "receive", url, "--count", "3", "--timeout", "1.5", usePTY=True)
+        result = await run.ended
+        self.assertEqual(result.code, EXIT_TIMEOUT, result.out)
+        screen = result.out.decode("utf-8")
+        self.assertIn("\rreceived 1 of 3 (33%), ", screen)
+        self.assertIn(
+            " s\r\namqptx: error: received 1 of 3 messages within 1.5 s", screen
+        )
+
+
+class RabbitMQCommandLineTests(_Runs):
+    """
+    The exit statuses of C{amqptx} against RabbitMQ.
+    """
+
+    timeout = 120
+
+    def setUp(self) -> None:
+        requireRabbitMQ()
+        self.node = sharedNode()
+
+    async def test_wrongPassword(self) -> None:
+        """
+        A wrong password: L{EXIT_AUTHENTICATION}.
+        """
+        port = self.node.tlsPort
+        result = await self.amqptx(
+            "ping", f"amqps://guest:wrong@localhost:{port}", "--ca", sharedPKI().caCert
+        )
+        line = self.assertOneError(
+            result,
+            EXIT_AUTHENTICATION,
+            f"authentication failed at amqps://guest:***@localhost:{port}: ",
+        )
+        self.assertIn("amqp:unauthorized-access", line)
+        right = await self.amqptx(
+            "ping", f"amqps://guest:guest@localhost:{port}", "--ca", sharedPKI().caCert
+        )
+        self.assertEqual(right.code, EXIT_OK, right.err)
+
+    async def test_missingQueue(self) -> None:
+        """
+        A queue that does not exist (RabbitMQ ends the session with
+        C{amqp:not-found}): L{EXIT_REJECTED}.
+        """
+        queue = f"/amq/queue/amqptx-missing-{uuid.uuid4().hex[:12]}"
+        result = await self.amqptx(
+            "receive", f"amqp://127.0.0.1:{self.node.port}/{queue}", "-t", "10"
+        )
+        line = self.assertOneError(
+            result,
+            EXIT_REJECTED,
+            f"cannot attach to {queue!r}: the server ended the session: ",
+        )
+        self.assertIn("amqp:not-found", line)
