@@ -823,8 +823,8 @@ class ReconnectingAMQPClientFactory(ReconnectingClientFactory):
 
     def buildProtocol(self, addr: IAddress | None) -> AMQPProtocol | None:
         """
-        Build a protocol, configure it with L{settings} and L{clock}, and
-        follow its connection.
+        Build a protocol, configure it with L{settings} and the factory's
+        C{clock}, and follow its connection.
 
         @param addr: the peer's address.
         @return: the protocol.
