@@ -1009,17 +1009,17 @@ class AMQPConnection(AMQPProtocol):
 
     on_link_remote_detach = on_link_remote_close
 
-    def on_link_flow(self, event: Event) -> None:
+    _rawEvents = True
+
+    def _linkFlow(self, link: _raw.CData) -> None:
         """
         The peer gave a sender credit.
 
-        @param event: proton's event.
+        @param link: the link, a pointer into proton.
         """
-        link = self._linkFor(event)
-        if isinstance(link, Sender):
-            link._transmit()
-
-    _rawDeliveries = True
+        sender = self._byImpl.get(link)
+        if isinstance(sender, Sender):
+            sender._transmit()
 
     def _delivery(self, delivery: _raw.CData) -> None:
         """

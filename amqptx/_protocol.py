@@ -7,10 +7,11 @@ reactor's clock, and proton's events to a handler.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any, cast
 
 from OpenSSL import SSL
-from proton import Condition, Endpoint, Event
+from proton import Condition, Endpoint, Event, EventType
 from service_identity import VerificationError
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
@@ -50,6 +51,15 @@ _UNAUTHORIZED = "amqp:unauthorized-access"
 
 # Seconds to wait for the peer's Close after sending ours.
 CLOSE_TIMEOUT = 5.0
+
+INPUT_SLICE = 8192
+"""
+At most this many bytes that arrived together go to proton at once: the
+rest waits until the output they gave has been written (the reactor has
+polled once), so that credit and outcomes reach the peer while this side
+works on the rest.  Two processes then work at the same time instead of in
+turns.
+"""
 _HANDSHAKE_TIMEOUT = (
     "amqp:resource-limit-exceeded",
     "the connection did not open within the handshake timeout",
@@ -167,10 +177,6 @@ class AMQPProtocol(Protocol):
     @ivar settings: what this side says and requires (set by L{configure}).
     @ivar clock: the clock for heartbeats (set by L{configure}, defaulting to
         the global reactor when the connection is made).
-    @ivar handler: the object that receives proton's events, or L{None}.
-        After the handler, the protocol answers what the peer began or ended
-        and the handler left unanswered: a server's Open, a Begin, an End, a
-        Detach.
     @ivar engine: the sans-I/O engine, once the connection is made.
     @ivar reader: reads incoming messages as their pieces arrive.
     @ivar opened: whether both sides have sent their Open.
@@ -189,7 +195,7 @@ class AMQPProtocol(Protocol):
         """
         self.settings = ConnectionSettings()
         self.clock: IReactorTime | None = None
-        self.handler = handler
+        self._handler = handler
         self.engine: Engine | None = None
         self.reader = DeliveryReader()
         self.opened = False
@@ -207,6 +213,27 @@ class AMQPProtocol(Protocol):
         self._handshakeTimer: IDelayedCall | None = None
         self._closeTimer: IDelayedCall | None = None
         self.closedLocally = False
+        # Bytes read but not yet given to proton (see INPUT_SLICE).
+        # Event kinds (numbers) and whether anything acts on them.
+        self._wanted: dict[int, bool] = {}
+        self._unread = bytearray()
+        self._slicing: IDelayedCall | None = None
+        self._paused = False
+
+    @property
+    def handler(self) -> object | None:
+        """
+        The object that receives proton's events, or L{None}.  After the
+        handler, the protocol answers what the peer began or ended and the
+        handler left unanswered: a server's Open, a Begin, an End, a Detach.
+        (Events of a kind it has no method for are not even made.)
+        """
+        return self._handler
+
+    @handler.setter
+    def handler(self, handler: object | None) -> None:
+        self._handler = handler
+        self._wanted.clear()
 
     # --- configuration -------------------------------------------------------
 
@@ -238,6 +265,12 @@ class AMQPProtocol(Protocol):
         """
         if self.clock is None:
             self.clock = _defaultClock()
+        noDelay = getattr(self.transport, "setTcpNoDelay", None)
+        if noDelay is not None:
+            # amqptx writes whole batches of frames: Nagle's algorithm would
+            # only hold the last piece of each back.
+            with suppress(OSError):
+                noDelay(True)
         settings = self.settings
         if settings.role == "server" and settings.sasl is not None:
             assert self.transport is not None
@@ -320,8 +353,46 @@ class AMQPProtocol(Protocol):
         engine = self.engine
         if engine is None or self._ended is not None:
             return
-        engine.feed(data)
+        unread = self._unread
+        if not unread and len(data) <= INPUT_SLICE:
+            engine.feed(data)
+            self.flush()
+            return
+        unread += data
+        if self._slicing is None:
+            self._nextSlice()
+
+    def _nextSlice(self) -> None:
+        """
+        Give proton the next slice of what was read; come back for the rest
+        after the reactor's next poll (which writes what this slice gave).
+        """
+        self._slicing = None
+        engine, unread = self.engine, self._unread
+        if engine is None or self._ended is not None or not unread:
+            return
+        engine.feed(bytes(unread[:INPUT_SLICE]))
+        del unread[:INPUT_SLICE]
+        transport = self.transport
+        assert transport is not None
         self.flush()
+        if not unread or self._ended is not None:
+            if self._paused:
+                self._paused = False
+                transport.resumeProducing()  # type: ignore[attr-defined]
+            return
+        if not self._paused:
+            self._paused = True
+            transport.pauseProducing()  # type: ignore[attr-defined]
+        clock = self.clock
+        assert clock is not None
+        # A call made from a timed call runs after the reactor's next poll.
+        self._slicing = clock.callLater(0, self._afterPoll)
+
+    def _afterPoll(self) -> None:
+        clock = self.clock
+        assert clock is not None
+        self._slicing = clock.callLater(0, self._nextSlice)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         """
@@ -337,9 +408,18 @@ class AMQPProtocol(Protocol):
         closeTimer, self._closeTimer = self._closeTimer, None
         if closeTimer is not None and closeTimer.active():
             closeTimer.cancel()
+        slicing, self._slicing = self._slicing, None
+        if slicing is not None and slicing.active():
+            slicing.cancel()
         if self.sasl is not None:
             self.sasl.connectionLost()
             self.sasl = None
+        engine = self.engine
+        if self._unread and engine is not None and self._ended is None:
+            # What the peer said before it went (its Close, say) comes first.
+            engine.feed(bytes(self._unread))
+            self._dispatchAll(engine)
+        del self._unread[:]
         failure = self._endReason(reason)
         self._ended = failure
         engine = self.engine
@@ -495,41 +575,79 @@ class AMQPProtocol(Protocol):
 
     # --- internals -------------------------------------------------------------------
 
-    # Subclasses that handle deliveries themselves, through proton's C
-    # functions, set this and override _delivery (see amqptx._raw).
-    _rawDeliveries = False
+    # Subclasses that handle deliveries and credit themselves, through
+    # proton's C functions, set this and override _delivery and _linkFlow
+    # (see amqptx._raw): their handler sees neither event.
+    _rawEvents = False
 
     def _delivery(self, delivery: _raw.CData) -> None:
         """
-        Handle a C{PN_DELIVERY} event, in place of the handler's
-        C{on_delivery} (when L{_rawDeliveries} is set).
+        Handle a C{PN_DELIVERY} event (when L{_rawEvents} is set).
 
         @param delivery: the event's delivery, a pointer into proton.
         """
 
-    def _dispatchAll(self, engine: Engine) -> None:
-        if self._rawDeliveries:
-            self._dispatchRaw(engine)
-            return
-        while (event := engine.nextEvent()) is not None:
-            self._dispatchOne(event)
+    def _linkFlow(self, link: _raw.CData) -> None:
+        """
+        Handle a C{PN_LINK_FLOW} event (when L{_rawEvents} is set).
 
-    def _dispatchRaw(self, engine: Engine) -> None:
+        @param link: the event's link, a pointer into proton.
+        """
+
+    def _dispatchAll(self, engine: Engine) -> None:
+        if type(engine).nextEvent is not Engine.nextEvent:
+            # An engine with its own idea of the next event (the Container's).
+            while (event := engine.nextEvent()) is not None:
+                self._dispatchOne(event)
+            return
         collector = engine.collector._impl
         lib = _raw.lib
         peek, pop, kind = lib.pn_collector_peek, lib.pn_collector_pop, lib.pn_event_type
-        delivery, null = _raw.DELIVERY, _raw.NULL
+        delivery, flow, null = _raw.DELIVERY, _raw.LINK_FLOW, _raw.NULL
+        if not self._rawEvents:
+            delivery = flow = -1
+        wanted = self._wanted
         while (impl := peek(collector)) != null:
-            if kind(impl) == delivery:
+            number = kind(impl)
+            if number == delivery:
                 try:
                     self._delivery(lib.pn_event_delivery(impl))
                 except Exception:
                     self._log.failure("Uncaught exception handling a delivery")
                 pop(collector)
                 continue
+            if number == flow:
+                try:
+                    self._linkFlow(lib.pn_event_link(impl))
+                except Exception:
+                    self._log.failure("Uncaught exception handling credit")
+                pop(collector)
+                continue
+            if not wanted.get(number, True):
+                # Nobody acts on it: not worth proton's wrappers.
+                pop(collector)
+                continue
             event = _raw.event(impl)
             pop(collector)
+            if number not in wanted:
+                wanted[number] = self._wants(event.type)
             self._dispatchOne(event)
+
+    def _wants(self, kind: EventType) -> bool:
+        """
+        @return: whether anything here acts on events of a kind: the
+            protocol itself, or a method of its handler's.
+        """
+        if kind in _OWN_EVENTS or kind in _ANSWERS:
+            return True
+        handler = self.handler
+        if handler is None:
+            return False
+        return bool(
+            getattr(handler, "handlers", None)
+            or hasattr(handler, kind.method)
+            or hasattr(handler, "on_unhandled")
+        )
 
     def _dispatchOne(self, event: Event) -> None:
         own = _OWN_EVENTS.get(event.type)

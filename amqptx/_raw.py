@@ -27,6 +27,7 @@ from proton import Delivery, Event, Message
 __all__ = [
     "ACCEPTED",
     "DELIVERY",
+    "LINK_FLOW",
     "NULL",
     "encodeMessage",
     "event",
@@ -43,6 +44,7 @@ A cffi pointer into proton's C engine.
 
 NULL = ffi.NULL
 DELIVERY: int = lib.PN_DELIVERY
+LINK_FLOW: int = lib.PN_LINK_FLOW
 ACCEPTED: int = lib.PN_ACCEPTED
 _OVERFLOW: int = lib.PN_OVERFLOW
 _fromBuffer = ffi.from_buffer
@@ -118,8 +120,11 @@ def encodeMessage(message: Message) -> bytes:
     impl = message._msg
     body: Any = message.body
     kind = type(body)
-    if (kind is bytes or kind is str) and not (
-        message.properties or message.annotations or message.instructions
+    if (
+        (kind is bytes or kind is str)
+        and message.properties is None
+        and message.annotations is None
+        and message.instructions is None
     ):
         # The common message, put into C without proton's Data wrappers.
         for section in (

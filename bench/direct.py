@@ -26,13 +26,17 @@ __all__ = ["PAIRS", "workloads"]
 
 PAIRS = [
     ("proton -> proton", "proton_client", "proton_server"),
-    ("amqptx -> amqptx", "amqptx_client", "amqptx_server"),
+    ("amqptx -> amqptx", "amqptx_client", "amqptx_broker"),
     ("amqptx client -> proton server", "amqptx_client", "proton_server"),
-    ("proton client -> amqptx server", "proton_client", "amqptx_server"),
+    ("proton client -> amqptx server", "proton_client", "amqptx_broker"),
+    ("amqptx client -> amqptx handler", "amqptx_client", "amqptx_server"),
 ]
 """
 The contenders: name, client program, server program; the first is the
-baseline.
+baseline.  The amqptx server is amqp-listen's broker (C{amqptx_broker}: it
+keeps the messages on a queue); the last pair's server is a proton-style
+event handler on L{amqptx.AMQPProtocol} (C{amqptx_server}), the path of
+code ported from proton's C{MessagingHandler}.
 """
 
 

@@ -6,7 +6,7 @@ engine, in memory, against proton's engine on the other side.
 
 from __future__ import annotations
 
-from proton import Condition, Endpoint
+from proton import Condition, Endpoint, Message
 from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IProtocol
@@ -27,7 +27,7 @@ from amqptx import (
     OpenRefused,
     ProtocolError,
 )
-from amqptx._protocol import CLOSE_TIMEOUT
+from amqptx._protocol import CLOSE_TIMEOUT, INPUT_SLICE
 from amqptx.testing import IOPump, TestPeer, connectPair
 
 AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
@@ -475,3 +475,121 @@ class HandlerTests(SynchronousTestCase):
         self.assertEqual(
             server.connection.remote_container, client.connection.container
         )
+
+
+class SliceTests(SynchronousTestCase):
+    """
+    A large read goes to proton in slices of L{INPUT_SLICE} bytes, with the
+    reactor's poll (which writes what a slice gave) between two slices.
+    """
+
+    def _attached(
+        self, clock: Clock
+    ) -> tuple[AMQPConnection, StringTransport, TestPeer, StringTransport, list[bytes]]:
+        """
+        @return: a client with a receiver from C{q} (credit 1,000, each
+            message's body appended to the returned list), its transport,
+            the peer and its transport, all exchanged until quiet.
+        """
+        server = TestPeer()
+        server.configure(ConnectionSettings(role="server"), clock)
+        serverTransport = StringTransport()
+        server.makeConnection(serverTransport)
+        client = AMQPConnection()
+        client.configure(ConnectionSettings(mechanisms=("ANONYMOUS",)), clock)
+        clientTransport = StringTransport()
+        client.makeConnection(clientTransport)
+        bodies: list[bytes] = []
+        client.receiver(
+            "q", credit=1000, autoAccept=True, onMessage=lambda m: bodies.append(m.body)
+        )
+        self._exchange(client, clientTransport, server, serverTransport)
+        return client, clientTransport, server, serverTransport, bodies
+
+    def _exchange(
+        self,
+        client: AMQPConnection,
+        clientTransport: StringTransport,
+        server: TestPeer,
+        serverTransport: StringTransport,
+    ) -> None:
+        while clientTransport.value() or serverTransport.value():
+            toServer, toClient = clientTransport.value(), serverTransport.value()
+            clientTransport.clear()
+            serverTransport.clear()
+            if toServer:
+                server.dataReceived(toServer)
+            if toClient:
+                client.dataReceived(toClient)
+
+    def test_slices(self) -> None:
+        """
+        Of 100 messages of 300 bytes read at once, only the first slice's are
+        handled at once, their outcomes written, and the transport paused;
+        the rest follow, in order, as the clock turns, and reading resumes.
+        """
+        clock = Clock()
+        client, clientTransport, server, serverTransport, bodies = self._attached(clock)
+        for index in range(100):
+            server.offer("q", Message(body=b"%03d" % index + b"x" * 297))
+        data = serverTransport.value()
+        serverTransport.clear()
+        self.assertGreater(len(data), 3 * INPUT_SLICE)
+        client.dataReceived(data)
+        self.assertTrue(0 < len(bodies) < 100, len(bodies))
+        self.assertNotEqual(clientTransport.value(), b"")
+        self.assertEqual(clientTransport.producerState, "paused")
+        # (The reactor runs one slice per poll; task.Clock runs a call made
+        # by a call at once, hence every slice in one advance.)
+        clock.advance(0)
+        self.assertEqual(len(bodies), 100)
+        self.assertEqual(clientTransport.producerState, "producing")
+        self.assertEqual([b[:3] for b in bodies], [b"%03d" % i for i in range(100)])
+        self._exchange(client, clientTransport, server, serverTransport)
+        self.assertEqual(len(server.sentOutcomes), 100)
+
+    def test_lostWithUnreadInput(self) -> None:
+        """
+        When the connection is lost while read bytes wait for their slice,
+        they are handled first: the peer's Close among them makes the end a
+        clean close, and every message before it arrives.
+        """
+        clock = Clock()
+        client, clientTransport, server, serverTransport, bodies = self._attached(clock)
+        for _ in range(100):
+            server.offer("q", Message(body=b"x" * 300))
+        server.close()
+        data = serverTransport.value()
+        client.dataReceived(data)
+        self.assertLess(len(bodies), 100)
+        closed = client.whenClosed()
+        client.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(len(bodies), 100)
+        self.assertIsNone(self.successResultOf(closed))
+        clock.advance(0)
+        clock.advance(0)
+        self.assertEqual(len(bodies), 100)
+
+
+class NoDelayTests(SynchronousTestCase):
+    """
+    amqptx turns Nagle's algorithm off on TCP connections: it writes whole
+    batches of frames itself.
+    """
+
+    def test_noDelay(self) -> None:
+        """
+        A transport with C{setTcpNoDelay} gets it set.
+        """
+
+        class TCPTransport(StringTransport):
+            noDelay = False
+
+            def setTcpNoDelay(self, enabled: bool) -> None:
+                self.noDelay = enabled
+
+        transport = TCPTransport()
+        client = AMQPConnection()
+        client.configure(ConnectionSettings(), Clock())
+        client.makeConnection(transport)
+        self.assertTrue(transport.noDelay)

@@ -1284,23 +1284,23 @@ class BrokerProtocol(AMQPProtocol):
                 del self._producers[producer._impl]
                 self._dropProducer(producer)
 
-    def on_link_flow(self, event: Event) -> None:
+    _rawEvents = True
+
+    def _linkFlow(self, link: _raw.CData) -> None:
         """
         A consumer gave credit: deliver; give back what cannot be used when
         the consumer asked to drain.
 
-        @param event: proton's event.
+        @param link: the link, a pointer into proton.
         """
-        link = eventLink(event)
-        if not link.is_sender:
+        lib = _raw.lib
+        if not lib.pn_link_is_sender(link):
             return
-        consumer = self._consumers.get(link._impl)
+        consumer = self._consumers.get(link)
         if consumer is not None:
             consumer.queue.dispatch()
-            if link.credit > 0:
-                link.drained()
-
-    _rawDeliveries = True
+            if lib.pn_link_credit(link) > 0:
+                lib.pn_link_drained(link)
 
     def _delivery(self, delivery: _raw.CData) -> None:
         """
