@@ -715,7 +715,6 @@ class AMQPConnection(AMQPProtocol):
 
     def __init__(self) -> None:
         super().__init__(handler=self)
-        self.handlers: list[object] = []
         self.recoverable = False
         self._session: Session | None = None
         self._links: dict[str, _Link] = {}
@@ -1010,6 +1009,8 @@ class AMQPConnection(AMQPProtocol):
     on_link_remote_detach = on_link_remote_close
 
     _rawEvents = True
+    # No child handlers (proton's convention).
+    handlers: tuple[object, ...] = ()
 
     def _linkFlow(self, link: _raw.CData) -> None:
         """

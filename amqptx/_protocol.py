@@ -178,7 +178,6 @@ class AMQPProtocol(Protocol):
     @ivar clock: the clock for heartbeats (set by L{configure}, defaulting to
         the global reactor when the connection is made).
     @ivar engine: the sans-I/O engine, once the connection is made.
-    @ivar reader: reads incoming messages as their pieces arrive.
     @ivar opened: whether both sides have sent their Open.
     @ivar closedLocally: whether this side asked to close (L{close}).
     @ivar sasl: a server's SASL gate while amqptx authenticates the client
@@ -197,7 +196,6 @@ class AMQPProtocol(Protocol):
         self.clock: IReactorTime | None = None
         self._handler = handler
         self.engine: Engine | None = None
-        self.reader = DeliveryReader()
         self.opened = False
         self._error: AMQPError | None = None
         self._ended: Failure | None = None
@@ -214,11 +212,19 @@ class AMQPProtocol(Protocol):
         self._closeTimer: IDelayedCall | None = None
         self.closedLocally = False
         # Bytes read but not yet given to proton (see INPUT_SLICE).
-        # Event kinds (numbers) and whether anything acts on them.
-        self._wanted: dict[int, bool] = {}
         self._unread = bytearray()
         self._slicing: IDelayedCall | None = None
         self._paused = False
+
+    @property
+    def reader(self) -> DeliveryReader:
+        """
+        Reads incoming messages as their pieces arrive (made on first use).
+        """
+        reader: DeliveryReader | None = self.__dict__.get("_reader")
+        if reader is None:
+            reader = self._reader = DeliveryReader()
+        return reader
 
     @property
     def handler(self) -> object | None:
@@ -233,7 +239,7 @@ class AMQPProtocol(Protocol):
     @handler.setter
     def handler(self, handler: object | None) -> None:
         self._handler = handler
-        self._wanted.clear()
+        self.__dict__.pop("_wanted", None)
 
     # --- configuration -------------------------------------------------------
 
@@ -579,6 +585,11 @@ class AMQPProtocol(Protocol):
     # proton's C functions, set this and override _delivery and _linkFlow
     # (see amqptx._raw): their handler sees neither event.
     _rawEvents = False
+    # Made on first use (see reader and _wantedKinds): a server has
+    # thousands of protocols, and an instance's attributes beyond 30 cost
+    # it a dictionary of its own.
+    _reader: DeliveryReader
+    _wanted: dict[int, bool]
 
     def _delivery(self, delivery: _raw.CData) -> None:
         """
@@ -606,7 +617,7 @@ class AMQPProtocol(Protocol):
         delivery, flow, null = _raw.DELIVERY, _raw.LINK_FLOW, _raw.NULL
         if not self._rawEvents:
             delivery = flow = -1
-        wanted = self._wanted
+        wanted = self._wantedKinds()
         while (impl := peek(collector)) != null:
             number = kind(impl)
             if number == delivery:
@@ -632,6 +643,20 @@ class AMQPProtocol(Protocol):
             if number not in wanted:
                 wanted[number] = self._wants(event.type)
             self._dispatchOne(event)
+
+    def _wantedKinds(self) -> dict[int, bool]:
+        """
+        @return: event kinds (numbers) and whether anything here acts on
+            them: shared by all protocols of a class that are their own
+            handler (the broker's and the Deferred API's, of which a server
+            has thousands), else this protocol's own.
+        """
+        if self._handler is self and not getattr(self, "handlers", None):
+            return _WANTED.setdefault(type(self), {})
+        wanted: dict[int, bool] | None = self.__dict__.get("_wanted")
+        if wanted is None:
+            wanted = self._wanted = {}
+        return wanted
 
     def _wants(self, kind: EventType) -> bool:
         """
@@ -784,6 +809,10 @@ _ANSWERS = {
     Event.LINK_REMOTE_CLOSE: _answerDetach,
     Event.LINK_REMOTE_DETACH: _answerDetach,
 }
+
+# Event kinds and whether protocols of a class, their own handlers, act on
+# them (see AMQPProtocol._wantedKinds).
+_WANTED: dict[type[AMQPProtocol], dict[int, bool]] = {}
 
 _OWN_EVENTS = {
     Event.CONNECTION_REMOTE_CLOSE: AMQPProtocol._remoteClose,

@@ -13,7 +13,13 @@ from bench._process import BenchError
 if TYPE_CHECKING:
     from tests.integration._rabbitmq import RabbitMQNode
 
-__all__ = ["SharedRabbitMQ", "amqpListen", "freshRabbitMQ", "rabbitMQUnavailable"]
+__all__ = [
+    "SharedRabbitMQ",
+    "amqpListen",
+    "freshRabbitMQ",
+    "protonBroker",
+    "rabbitMQUnavailable",
+]
 
 
 def amqpListen(r: Run) -> tuple[str, int]:
@@ -26,6 +32,19 @@ def amqpListen(r: Run) -> tuple[str, int]:
     twistd = r.startTwistd("--listen", "amqp:0:interface=127.0.0.1")
     port = twistd.expectPattern(r"starting on (\d+)", r.settings.timeout).group(1)
     return f"amqp://127.0.0.1:{port}", twistd.pid
+
+
+def protonBroker(r: Run) -> tuple[str, int]:
+    """
+    Start the proton example-style broker (L{bench.programs.proton_broker})
+    on a free loopback port, for one run.
+
+    @param r: the run.
+    @return: its URL and process id, once it listens.
+    """
+    broker = r.start("broker", "proton_broker")
+    port = broker.expect("listening", r.settings.timeout)["port"]
+    return f"amqp://127.0.0.1:{port}", broker.pid
 
 
 def rabbitMQUnavailable() -> str | None:

@@ -1063,7 +1063,6 @@ class BrokerProtocol(AMQPProtocol):
         @param broker: the queues to serve.
         """
         super().__init__(handler=self)
-        self.handlers: list[object] = []
         self.broker = broker
         # Keyed by link (proton's wrappers compare by the C object): a link
         # name that is not UTF-8 cannot even be read.
@@ -1285,6 +1284,9 @@ class BrokerProtocol(AMQPProtocol):
                 self._dropProducer(producer)
 
     _rawEvents = True
+    # No child handlers (proton's convention); a class attribute, as are all
+    # that can be: a server has thousands of these.
+    handlers: tuple[object, ...] = ()
 
     def _linkFlow(self, link: _raw.CData) -> None:
         """

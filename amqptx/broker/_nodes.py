@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
+from .. import _raw
+
 if TYPE_CHECKING:
     from ._broker import Broker, _Consumer, _Producer
 
@@ -67,7 +69,8 @@ class _Node:
         self.name = name
         self._broker = broker
         self._producers: list[_Producer] = []
-        self._waiting: deque[_Producer] = deque()
+        # (A list: an empty deque costs some 700 bytes, per node.)
+        self._waiting: list[_Producer] = []
         self.enqueued = 0
         self.delivered = 0
 
@@ -152,7 +155,7 @@ class _Node:
             room = self.room()
             if room is not None and room <= 0:
                 return
-            producer = waiting.popleft()
+            producer = waiting.pop(0)
             producer.waitingOn = None
             producer.resume()
 
@@ -191,7 +194,9 @@ class Queue(_Node):
         self.topic = topic
         self.messages: deque[_Stored] = deque()
         self.durable = False
-        self._consumers: deque[_Consumer] = deque()
+        # In turn, the next first.  (A list: an empty deque costs some 700
+        # bytes, and a server may have a queue per connection.)
+        self._consumers: list[_Consumer] = []
         self._creator: object | None = None
         self._owner: object | None = None
         self._expiring = 0
@@ -369,10 +374,13 @@ class Queue(_Node):
         took = False
         sent = 0
         idle = 0
+        turns = len(consumers) > 1
+        credit = _raw.lib.pn_link_credit
         while messages and idle < len(consumers):
             consumer = consumers[0]
-            consumers.rotate(-1)
-            if consumer.link.credit <= 0:
+            if turns:
+                consumers.append(consumers.pop(0))
+            if credit(consumer._impl) <= 0:
                 idle += 1
                 continue
             entry = self._take(consumer)
@@ -387,7 +395,8 @@ class Queue(_Node):
                 if expires <= now:
                     broker._deadLetter(entry, self, "expired")
                     # The same consumer has another go.
-                    consumers.rotate(1)
+                    if turns:
+                        consumers.insert(0, consumers.pop())
                     continue
             consumer.deliver(entry)
             dirty.add(consumer.protocol)

@@ -137,8 +137,9 @@ async def request(connection: AMQPConnection, options: Any) -> dict[str, object]
 async def connections(reactor: Any, options: Any) -> None:
     """
     Open C{--connections} connections, C{--concurrency} at a time, each with
-    a receiver from an address of its own; report, then hold them until
-    killed.
+    a receiver from an address of its own; report (C{opened}); then send one
+    message on each connection to its own address, and report (C{result})
+    once every receiver has its message; then hold them until killed.
 
     @param reactor: the reactor.
     @param options: the command line.
@@ -146,15 +147,24 @@ async def connections(reactor: Any, options: Any) -> None:
     window = Window()
     window.start()
     rssBefore = currentRSS()
-    held: list[AMQPConnection] = []
+    held: list[tuple[AMQPConnection, str]] = []
     indices = iter(range(options.connections))
+    everyone: Deferred[None] = Deferred()
+    arrived = 0
+
+    def one(message: ReceivedMessage) -> None:
+        nonlocal arrived
+        arrived += 1
+        if arrived == options.connections:
+            everyone.callback(None)
 
     async def opener() -> None:
         for index in indices:
             connection = await amqptx.connect(reactor, options.url)
-            held.append(connection)
+            address = f"{options.address}-{index}"
+            held.append((connection, address))
             await connection.receiver(
-                f"{options.address}-{index}", credit=options.window
+                address, credit=options.window, autoAccept=True, onMessage=one
             )
 
     await gatherResults(
@@ -162,12 +172,20 @@ async def connections(reactor: Any, options: Any) -> None:
     )
     window.stop()
     emit(
-        "result",
+        "opened",
         connections=len(held),
         rss_before=rssBefore,
         rss_after=currentRSS(),
         **window.fields(),
     )
+    fanout = Window()
+    fanout.start()
+    body = payload(options.size)
+    outcomes = [c.send(address, Message(body=body)) for c, address in held]
+    await gatherResults(outcomes)
+    await everyone
+    fanout.stop()
+    emit("result", messages=arrived, **fanout.fields())
     await Deferred()
 
 

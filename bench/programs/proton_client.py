@@ -16,13 +16,11 @@ C{python -m bench.programs.proton_client MODE --url URL [options]}:
     outstanding at a time: C{--warmup} requests, then C{{"event":
     "measuring"}} and C{--messages} timed ones; the result has the round
     trip times (C{rtts}, seconds).
-  - C{connections}: opens C{--connections} connections, C{--concurrency} at
-    a time, each with a receiver from an address of its own; reports once
-    all are attached, and holds them until killed.
 
 Each prints C{{"event": "result", ...}} with its measurement window, then
-(but for C{connections}) closes the connection and exits (status 1 and a
-message on standard error on a failure).
+closes the connection and exits (status 1 and a message on standard error on
+a failure).  (Workload D's C{connections} mode is the amqptx client's only:
+proton's C{select()} loop takes no more than 1,023 sockets.)
 """
 
 from __future__ import annotations
@@ -40,14 +38,13 @@ from bench.programs._common import (
     ECHO_ADDRESS,
     Window,
     clientArguments,
-    currentRSS,
     emit,
     exitOnTerm,
     fail,
     payload,
 )
 
-__all__ = ["Connections", "Receive", "Request", "Send", "main"]
+__all__ = ["Receive", "Request", "Send", "main"]
 
 _PROGRAM = "proton_client"
 
@@ -268,70 +265,10 @@ class Request(_Client):
             self._next()
 
 
-class Connections(_Client):
-    """
-    Open many connections, each with a receiver, and hold them.
-    """
-
-    def __init__(self, options: Any) -> None:
-        super().__init__(options, prefetch=options.window)
-        self._container: Container | None = None
-        self._started = 0
-        self._opened = 0
-        self._rssBefore = 0
-
-    def on_start(self, event: Event) -> None:
-        """
-        Open the first C{--concurrency} connections.
-        """
-        self._container = event.container
-        self.window.start()
-        self._rssBefore = currentRSS()
-        for _ in range(min(self.options.concurrency, self.options.connections)):
-            self._open()
-
-    def _open(self) -> None:
-        container = self._container
-        assert container is not None
-        index = self._started
-        self._started += 1
-        connection = container.connect(
-            self.options.url, allowed_mechs="ANONYMOUS", reconnect=False
-        )
-        container.create_receiver(connection, f"{self.options.address}-{index}")
-
-    def on_link_opened(self, event: Event) -> None:
-        """
-        One more receiver attached: open the next connection, or report.
-        """
-        self._opened += 1
-        if self._started < self.options.connections:
-            self._open()
-        elif self._opened == self.options.connections:
-            self.window.stop()
-            emit(
-                "result",
-                connections=self._opened,
-                rss_before=self._rssBefore,
-                rss_after=currentRSS(),
-                **self.window.fields(),
-            )
-
-    def abort(self, reason: str) -> None:
-        """
-        Give up: stop everything.
-        """
-        fail(_PROGRAM, reason)
-        self.failed = True
-        if self._container is not None:
-            self._container.stop()
-
-
 _MODES = {
     "send": Send,
     "receive": Receive,
     "request": Request,
-    "connections": Connections,
 }
 
 
@@ -343,6 +280,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     @return: the exit status.
     """
     options = clientArguments("python -m bench.programs.proton_client", argv)
+    if options.mode not in _MODES:
+        fail(_PROGRAM, f"no {options.mode} mode here: see bench.programs.amqptx_client")
+        return 2
     client = _MODES[options.mode](options)
     exitOnTerm()
     Container(client).run()
