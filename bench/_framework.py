@@ -54,16 +54,16 @@ class Settings:
         or L{None}.
     """
 
-    messages: int = 20_000
+    messages: int = 100_000
     size: int = 100
     window: int = 100
     repetitions: int = 3
-    roundTrips: int = 2_000
+    roundTrips: int = 10_000
     warmup: int = 100
-    largeMessages: int = 200
+    largeMessages: int = 1_000
     largeSize: int = 1 << 20
     largeWindow: int = 10
-    connections: int = 2_000
+    connections: int = 10_000
     timeout: float = 300.0
     profile: Path | None = None
 

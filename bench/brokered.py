@@ -19,7 +19,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from bench._brokers import SharedRabbitMQ, amqpListen, rabbitMQUnavailable
+from bench._brokers import (
+    SharedRabbitMQ,
+    amqpListen,
+    protonBroker,
+    rabbitMQUnavailable,
+)
 from bench._framework import Contender, Metric, Run, Settings, Workload
 from bench._process import cpuSeconds, rssBytes
 
@@ -84,6 +89,9 @@ def workloads(settings: Settings) -> list[Workload]:
             "RabbitMQ 3.10, proton clients",
             _through(rabbitmq, "proton_client", "/queue/"),
         ),
+        Contender(
+            "proton broker, proton clients", _through(protonBroker, "proton_client")
+        ),
         Contender("amqp-listen, proton clients", _through(amqpListen, "proton_client")),
         Contender("amqp-listen, amqptx clients", _through(amqpListen, "amqptx_client")),
     ]
@@ -107,7 +115,8 @@ def workloads(settings: Settings) -> list[Workload]:
             contenders,
             skipped=skipped,
             note="us/msg: CPU microseconds per message of each process "
-            "(RabbitMQ: the Erlang VM, all its threads).",
+            "(RabbitMQ: the Erlang VM, all its threads).  proton broker: in the "
+            "style of proton's example broker, on proton's Container.",
             close=rabbitmq.close,
         )
     ]

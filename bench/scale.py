@@ -10,7 +10,7 @@ client's its own, from C{/proc} too.  Each run has a new broker.
 
 The proton baseline is a broker in the style of proton's example broker on
 proton's C{Container} (L{bench.programs.proton_broker}), its C{select()}
-replaced by C{poll()}: C{select()} takes no file descriptor above 1023.
+replaced by C{epoll}: C{select()} takes no file descriptor above 1023.
 Once all are open, each connection sends one message to its own address,
 through the broker, and the time until every receiver has its message
 gives the I{msg/s, one to each}.
@@ -120,7 +120,7 @@ def workloads(settings: Settings) -> list[Workload]:
             contenders,
             skipped=skipped,
             note="server: a proton example-style broker (Python, select() "
-            "replaced by poll()), amqp-listen (Python) or RabbitMQ's Erlang VM "
+            "replaced by epoll), amqp-listen (Python) or RabbitMQ's Erlang VM "
             "(all threads); a new broker per run.  msg/s, one to each: each "
             "connection sends one message to its own address through the broker.",
         )
