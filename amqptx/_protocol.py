@@ -52,13 +52,13 @@ _UNAUTHORIZED = "amqp:unauthorized-access"
 # Seconds to wait for the peer's Close after sending ours.
 CLOSE_TIMEOUT = 5.0
 
-INPUT_SLICE = 8192
+DELIVERY_BUDGET = 64
 """
-At most this many bytes that arrived together go to proton at once: the
-rest waits until the output they gave has been written (the reactor has
-polled once), so that credit and outcomes reach the peer while this side
-works on the rest.  Two processes then work at the same time instead of in
-turns.
+At most this many deliveries (messages, or updates of sent ones) are handled
+in one turn of the reactor: the rest wait, and the connection reads no more,
+until the output they gave (outcomes, credit) has been written, at the
+reactor's next poll.  The peer then works on that while this side works on
+the rest: two processes at the same time instead of in turns.
 """
 _HANDSHAKE_TIMEOUT = (
     "amqp:resource-limit-exceeded",
@@ -211,9 +211,9 @@ class AMQPProtocol(Protocol):
         self._handshakeTimer: IDelayedCall | None = None
         self._closeTimer: IDelayedCall | None = None
         self.closedLocally = False
-        # Bytes read but not yet given to proton (see INPUT_SLICE).
-        self._unread = bytearray()
-        self._slicing: IDelayedCall | None = None
+        # Deliveries left for the next turn (see DELIVERY_BUDGET).
+        self._yielded = False
+        self._nextTurn: IDelayedCall | None = None
         self._paused = False
 
     @property
@@ -359,46 +359,8 @@ class AMQPProtocol(Protocol):
         engine = self.engine
         if engine is None or self._ended is not None:
             return
-        unread = self._unread
-        if not unread and len(data) <= INPUT_SLICE:
-            engine.feed(data)
-            self.flush()
-            return
-        unread += data
-        if self._slicing is None:
-            self._nextSlice()
-
-    def _nextSlice(self) -> None:
-        """
-        Give proton the next slice of what was read; come back for the rest
-        after the reactor's next poll (which writes what this slice gave).
-        """
-        self._slicing = None
-        engine, unread = self.engine, self._unread
-        if engine is None or self._ended is not None or not unread:
-            return
-        engine.feed(bytes(unread[:INPUT_SLICE]))
-        del unread[:INPUT_SLICE]
-        transport = self.transport
-        assert transport is not None
+        engine.feed(data)
         self.flush()
-        if not unread or self._ended is not None:
-            if self._paused:
-                self._paused = False
-                transport.resumeProducing()  # type: ignore[attr-defined]
-            return
-        if not self._paused:
-            self._paused = True
-            transport.pauseProducing()  # type: ignore[attr-defined]
-        clock = self.clock
-        assert clock is not None
-        # A call made from a timed call runs after the reactor's next poll.
-        self._slicing = clock.callLater(0, self._afterPoll)
-
-    def _afterPoll(self) -> None:
-        clock = self.clock
-        assert clock is not None
-        self._slicing = clock.callLater(0, self._nextSlice)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         """
@@ -414,18 +376,16 @@ class AMQPProtocol(Protocol):
         closeTimer, self._closeTimer = self._closeTimer, None
         if closeTimer is not None and closeTimer.active():
             closeTimer.cancel()
-        slicing, self._slicing = self._slicing, None
-        if slicing is not None and slicing.active():
-            slicing.cancel()
+        nextTurn, self._nextTurn = self._nextTurn, None
+        if nextTurn is not None and nextTurn.active():
+            nextTurn.cancel()
         if self.sasl is not None:
             self.sasl.connectionLost()
             self.sasl = None
         engine = self.engine
-        if self._unread and engine is not None and self._ended is None:
+        if self._yielded and engine is not None and self._ended is None:
             # What the peer said before it went (its Close, say) comes first.
-            engine.feed(bytes(self._unread))
             self._dispatchAll(engine)
-        del self._unread[:]
         failure = self._endReason(reason)
         self._ended = failure
         engine = self.engine
@@ -543,11 +503,14 @@ class AMQPProtocol(Protocol):
             while True:
                 self._again = False
                 engine.retryInput()
-                self._dispatchAll(engine)
+                self._dispatchAll(engine, DELIVERY_BUDGET)
                 deadline = engine.tick(clock.seconds())
                 output = engine.takeOutput()
                 if output and not self._disconnecting:
                     self.transport.write(output)  # type: ignore[union-attr]
+                if self._yielded:
+                    self._waitForPoll()
+                    break
                 if self._again or engine.collector.peek() is not None:
                     continue
                 if not engine.inputBuffered() or engine.transport.capacity() <= 0:
@@ -605,7 +568,44 @@ class AMQPProtocol(Protocol):
         @param link: the event's link, a pointer into proton.
         """
 
-    def _dispatchAll(self, engine: Engine) -> None:
+    def _waitForPoll(self) -> None:
+        """
+        Leave the deliveries beyond this turn's budget for after the
+        reactor's next poll (which writes this turn's output), reading
+        nothing more meanwhile.
+        """
+        if self._nextTurn is not None:
+            return
+        if not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+        clock = self.clock
+        assert clock is not None
+        # A call that a timed call makes runs after the reactor's next poll.
+        self._nextTurn = clock.callLater(0, self._afterPoll)
+
+    def _afterPoll(self) -> None:
+        clock = self.clock
+        assert clock is not None
+        self._nextTurn = clock.callLater(0, self._turn)
+
+    def _turn(self) -> None:
+        self._nextTurn = None
+        self.flush()
+        if not self._yielded and self._paused and self._ended is None:
+            self._paused = False
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+
+    def _dispatchAll(self, engine: Engine, budget: int | None = None) -> None:
+        """
+        Dispatch proton's events.
+
+        @param engine: the engine.
+        @param budget: how many deliveries to handle at most (then
+            C{_yielded} is set and the rest stay with proton), or L{None}
+            for all.
+        """
+        self._yielded = False
         if type(engine).nextEvent is not Engine.nextEvent:
             # An engine with its own idea of the next event (the Container's).
             while (event := engine.nextEvent()) is not None:
@@ -620,6 +620,11 @@ class AMQPProtocol(Protocol):
         wanted = self._wantedKinds()
         while (impl := peek(collector)) != null:
             number = kind(impl)
+            if number == _raw.DELIVERY and budget is not None:
+                if budget <= 0:
+                    self._yielded = True
+                    return
+                budget -= 1
             if number == delivery:
                 try:
                     self._delivery(lib.pn_event_delivery(impl))

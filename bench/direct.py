@@ -123,7 +123,7 @@ def workloads(settings: Settings) -> list[Workload]:
                     name,
                     _transfer(c, s, large, largeSize, largeWindow, False),
                 )
-                for name, c, s in PAIRS[:2]
+                for name, c, s in PAIRS[:2] + PAIRS[4:]
             ],
             note="MB/s: 10^6 bytes of message body per second.",
         )

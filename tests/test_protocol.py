@@ -27,7 +27,7 @@ from amqptx import (
     OpenRefused,
     ProtocolError,
 )
-from amqptx._protocol import CLOSE_TIMEOUT, INPUT_SLICE
+from amqptx._protocol import CLOSE_TIMEOUT, DELIVERY_BUDGET
 from amqptx.testing import IOPump, TestPeer, connectPair
 
 AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
@@ -42,6 +42,24 @@ def _pair(
     client, server = AMQPConnection(), TestPeer()
     pump = connectPair(server, client, clock, serverSettings, clientSettings)
     return client, server, pump
+
+
+def _onTransports(
+    clock: Clock,
+) -> tuple[AMQPConnection, StringTransport, TestPeer, StringTransport]:
+    """
+    @return: a client and a server, each connected to a L{StringTransport}
+        of its own (the test moves the bytes).
+    """
+    server = TestPeer()
+    server.configure(ConnectionSettings(role="server"), clock)
+    serverTransport = StringTransport()
+    server.makeConnection(serverTransport)
+    client = AMQPConnection()
+    client.configure(ConnectionSettings(mechanisms=("ANONYMOUS",)), clock)
+    clientTransport = StringTransport()
+    client.makeConnection(clientTransport)
+    return client, clientTransport, server, serverTransport
 
 
 class InterfaceTests(SynchronousTestCase):
@@ -454,15 +472,7 @@ class HandlerTests(SynchronousTestCase):
         Bytes arriving one at a time, both ways, are handled like whole
         reads: the connection opens.
         """
-        clock = Clock()
-        server = TestPeer()
-        server.configure(ConnectionSettings(role="server"), clock)
-        serverTransport = StringTransport()
-        server.makeConnection(serverTransport)
-        client = AMQPConnection()
-        client.configure(ConnectionSettings(mechanisms=("ANONYMOUS",)), clock)
-        clientTransport = StringTransport()
-        client.makeConnection(clientTransport)
+        client, clientTransport, server, serverTransport = _onTransports(Clock())
         while clientTransport.value() or serverTransport.value():
             toServer, toClient = clientTransport.value(), serverTransport.value()
             clientTransport.clear()
@@ -477,10 +487,11 @@ class HandlerTests(SynchronousTestCase):
         )
 
 
-class SliceTests(SynchronousTestCase):
+class BudgetTests(SynchronousTestCase):
     """
-    A large read goes to proton in slices of L{INPUT_SLICE} bytes, with the
-    reactor's poll (which writes what a slice gave) between two slices.
+    At most L{DELIVERY_BUDGET} deliveries are handled in one turn; the rest
+    wait for the reactor's poll (which writes what the turn gave), and the
+    connection reads nothing meanwhile.
     """
 
     def _attached(
@@ -491,14 +502,7 @@ class SliceTests(SynchronousTestCase):
             message's body appended to the returned list), its transport,
             the peer and its transport, all exchanged until quiet.
         """
-        server = TestPeer()
-        server.configure(ConnectionSettings(role="server"), clock)
-        serverTransport = StringTransport()
-        server.makeConnection(serverTransport)
-        client = AMQPConnection()
-        client.configure(ConnectionSettings(mechanisms=("ANONYMOUS",)), clock)
-        clientTransport = StringTransport()
-        client.makeConnection(clientTransport)
+        client, clientTransport, server, serverTransport = _onTransports(clock)
         bodies: list[bytes] = []
         client.receiver(
             "q", credit=1000, autoAccept=True, onMessage=lambda m: bodies.append(m.body)
@@ -522,11 +526,11 @@ class SliceTests(SynchronousTestCase):
             if toClient:
                 client.dataReceived(toClient)
 
-    def test_slices(self) -> None:
+    def test_turns(self) -> None:
         """
-        Of 100 messages of 300 bytes read at once, only the first slice's are
-        handled at once, their outcomes written, and the transport paused;
-        the rest follow, in order, as the clock turns, and reading resumes.
+        Of 100 messages read at once, only the budget's are handled at once,
+        their outcomes written, and the transport paused; the rest follow, in
+        order, as the clock turns, and reading resumes.
         """
         clock = Clock()
         client, clientTransport, server, serverTransport, bodies = self._attached(clock)
@@ -534,24 +538,24 @@ class SliceTests(SynchronousTestCase):
             server.offer("q", Message(body=b"%03d" % index + b"x" * 297))
         data = serverTransport.value()
         serverTransport.clear()
-        self.assertGreater(len(data), 3 * INPUT_SLICE)
         client.dataReceived(data)
-        self.assertTrue(0 < len(bodies) < 100, len(bodies))
+        self.assertEqual(len(bodies), DELIVERY_BUDGET)
         self.assertNotEqual(clientTransport.value(), b"")
         self.assertEqual(clientTransport.producerState, "paused")
-        # (The reactor runs one slice per poll; task.Clock runs a call made
-        # by a call at once, hence every slice in one advance.)
+        # (The reactor runs one turn per poll; task.Clock runs a call made
+        # by a call at once, hence every turn in one advance.)
         clock.advance(0)
         self.assertEqual(len(bodies), 100)
         self.assertEqual(clientTransport.producerState, "producing")
         self.assertEqual([b[:3] for b in bodies], [b"%03d" % i for i in range(100)])
         self._exchange(client, clientTransport, server, serverTransport)
+        clock.advance(0)  # (The peer has a budget too.)
         self.assertEqual(len(server.sentOutcomes), 100)
 
-    def test_lostWithUnreadInput(self) -> None:
+    def test_lostWithDeliveriesLeft(self) -> None:
         """
-        When the connection is lost while read bytes wait for their slice,
-        they are handled first: the peer's Close among them makes the end a
+        When the connection is lost while deliveries wait for their turn,
+        they are handled first: the peer's Close after them makes the end a
         clean close, and every message before it arrives.
         """
         clock = Clock()
