@@ -14,18 +14,17 @@ is accepted for the same command line, but the broker's window is its own.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress, IListeningPort
+from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory
-from twisted.internet.task import react
 
 from amqptx import AMQPServerEndpoint
 from amqptx.broker import Broker, BrokerProtocol
 from bench.programs._common import Window, emit, serverArguments
+from bench.programs._twisted import listenUntilKilled, runUntilKilled
 
 __all__ = ["CountingProtocol", "main"]
 
@@ -93,11 +92,7 @@ def _serve(reactor: Any, argv: Sequence[str] | None) -> Deferred[None]:
     count = _Count(broker, options.messages)
     endpoint = AMQPServerEndpoint(reactor, options.port, interface=options.host)
 
-    def listening(port: IListeningPort) -> Deferred[None]:
-        emit("listening", port=port.getHost().port)  # type: ignore[attr-defined]
-        return Deferred()  # until killed
-
-    return endpoint.listen(_Factory(broker, count)).addCallback(listening)
+    return listenUntilKilled(endpoint, _Factory(broker, count))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -106,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     @param argv: the arguments, or L{None} for C{sys.argv}.
     """
-    react(_serve, [argv if argv is not None else sys.argv[1:]])
+    runUntilKilled(_serve, argv)
 
 
 if __name__ == "__main__":

@@ -13,15 +13,13 @@ killed.
 from __future__ import annotations
 
 import itertools
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 from proton import Delivery, Endpoint, Event, Message, Sender
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress, IListeningPort
+from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory
-from twisted.internet.task import react
 
 from amqptx import AMQPProtocol, AMQPServerEndpoint
 from bench.programs._common import (
@@ -30,6 +28,7 @@ from bench.programs._common import (
     emit,
     serverArguments,
 )
+from bench.programs._twisted import listenUntilKilled, runUntilKilled
 
 __all__ = ["BenchProtocol", "Counter", "main"]
 
@@ -151,11 +150,7 @@ def _serve(reactor: Any, argv: Sequence[str] | None) -> Deferred[None]:
     endpoint = AMQPServerEndpoint(reactor, options.port, interface=options.host)
     factory = _BenchFactory(counter)
 
-    def listening(port: IListeningPort) -> Deferred[None]:
-        emit("listening", port=port.getHost().port)  # type: ignore[attr-defined]
-        return Deferred()  # until killed
-
-    return endpoint.listen(factory).addCallback(listening)
+    return listenUntilKilled(endpoint, factory)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -164,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     @param argv: the arguments, or L{None} for C{sys.argv}.
     """
-    react(_serve, [argv if argv is not None else sys.argv[1:]])
+    runUntilKilled(_serve, argv)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ from proton._io import IO
 from proton.handlers import MessagingHandler
 from proton.reactor import Container
 
-from bench.programs._common import emit, exitOnTerm, serverArguments
+from bench.programs._common import exitOnTerm, serverArguments
+from bench.programs._proton import Listening
 
 __all__ = ["Broker", "main"]
 
@@ -138,7 +139,7 @@ class _Queue:
                 idle += 1
 
 
-class Broker(MessagingHandler):
+class Broker(Listening, MessagingHandler):
     """
     Queues by address, made on first use.
     """
@@ -154,21 +155,6 @@ class Broker(MessagingHandler):
         if queue is None:
             queue = self._queues[address] = _Queue()
         return queue
-
-    def on_start(self, event: Any) -> None:
-        """
-        Listen, and say where.
-        """
-        acceptor = event.container.acceptor(self._host, str(self._port))
-        emit("listening", port=acceptor._selectable.getsockname()[1])
-
-    def on_connection_bound(self, event: Any) -> None:
-        """
-        Offer SASL ANONYMOUS to each new client.
-        """
-        transport = event.transport
-        if transport is not None:
-            transport.sasl().allowed_mechs("ANONYMOUS")
 
     def on_link_opening(self, event: Any) -> None:
         """

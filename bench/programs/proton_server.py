@@ -31,11 +31,12 @@ from bench.programs._common import (
     exitOnTerm,
     serverArguments,
 )
+from bench.programs._proton import Listening
 
 __all__ = ["Server", "main"]
 
 
-class Server(MessagingHandler):
+class Server(Listening, MessagingHandler):
     """
     Accept and drop messages, or echo them; count them.
     """
@@ -55,23 +56,6 @@ class Server(MessagingHandler):
         self._window = Window()
         self._replyLinks: dict[str, Sender] = {}
         self._dynamic = itertools.count()
-
-    def on_start(self, event: Event) -> None:
-        """
-        Listen, and say where.
-        """
-        acceptor = event.container.acceptor(self._host, str(self._port))
-        # The listening socket, to learn the port it was given.
-        port = acceptor._selectable.getsockname()[1]
-        emit("listening", port=port)
-
-    def on_connection_bound(self, event: Event) -> None:
-        """
-        Offer SASL ANONYMOUS to each new client.
-        """
-        transport = event.transport
-        if transport is not None:
-            transport.sasl().allowed_mechs("ANONYMOUS")
 
     def on_link_remote_open(self, event: Event) -> None:
         """
