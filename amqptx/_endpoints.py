@@ -9,15 +9,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from copy import copy
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 from twisted.cred.checkers import AllowAnonymousAccess
 from twisted.internet._sslverify import IOpenSSLTrustRoot
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
     HostnameEndpoint,
+    TCP4ClientEndpoint,
     TCP4ServerEndpoint,
+    TCP6ClientEndpoint,
 )
 from twisted.internet.error import ConnectingCancelledError, TimeoutError
 from twisted.internet.interfaces import (
@@ -205,6 +208,39 @@ class _OpeningAttempt:
         self._abandon(
             TimeoutError(f"the AMQP connection to {self._description} did not open")
         )
+
+
+def _tcpEndpoint(
+    reactor: Any,
+    host: str,
+    port: int,
+    timeout: float,
+    bindAddress: tuple[str, int] | None,
+) -> IStreamClientEndpoint:
+    """
+    @return: a TCP endpoint to a host: straight to a numeric address (no
+        name resolution, which Twisted does in a thread), else through
+        L{HostnameEndpoint} (every address of the name, IPv4 and IPv6).
+    """
+    if isIPAddress(host):
+        return TCP4ClientEndpoint(
+            reactor,
+            host,
+            port,
+            timeout=timeout,
+            bindAddress=bindAddress,
+        )
+    if isIPv6Address(host):
+        return TCP6ClientEndpoint(
+            reactor,
+            host,
+            port,
+            timeout=timeout,
+            bindAddress=bindAddress,
+        )
+    return HostnameEndpoint(
+        reactor, host, port, timeout=timeout, bindAddress=bindAddress
+    )
 
 
 @implementer(IStreamClientEndpoint)
@@ -396,12 +432,12 @@ class AMQPClientEndpoint:
             self.settings,
             reactor,  # type: ignore[arg-type]
         )
-        endpoint: IStreamClientEndpoint = HostnameEndpoint(
+        endpoint = _tcpEndpoint(
             reactor,
             self._host,
             self._port,
-            timeout=self._timeout or DEFAULT_TIMEOUT,
-            bindAddress=self._bindAddress,
+            self._timeout or DEFAULT_TIMEOUT,
+            self._bindAddress,
         )
         if self._tlsOptions is not None:
             endpoint = _TLSClientEndpoint(endpoint, self._tlsOptions, reactor)

@@ -563,14 +563,18 @@ class CloseTests(_ContainerTestCase):
         self.assertEqual(conditions, ["amqp:internal-error"])
         self.assertEqual(recorder.events[-1], "on_connection_closed")
 
-    def refuse(self) -> None:
+    def refuse(self, named: bool = False) -> None:
         """
-        Refuse the pending TCP connection attempt; Twisted's
-        C{HostnameEndpoint} reports the failure when its attempt delay (0.3
-        seconds) ends.
+        Refuse the pending TCP connection attempt.
+
+        @param named: whether the attempt is to a host name: Twisted's
+            C{HostnameEndpoint} reports the failure when its attempt delay
+            (0.3 seconds) ends.  To a numeric address, it is reported at
+            once.
         """
         ConnectionCompleter(self.reactor).failOnce(Failure(ConnectionRefusedError()))
-        self.reactor.advance(0.3)
+        if named:
+            self.reactor.advance(0.3)
 
     def test_refusedNoReconnect(self) -> None:
         """
@@ -610,12 +614,12 @@ class CloseTests(_ContainerTestCase):
         self.assertEqual(self.reactor.tcpClients, [])
         self.reactor.advance(0.09)
         self.assertEqual(self.reactor.tcpClients, [])
-        self.reactor.advance(0.01)
+        self.reactor.advance(0.011)
         self.assertEqual(len(self.reactor.tcpClients), 1)
         self.refuse()
         self.reactor.advance(0.19)
         self.assertEqual(self.reactor.tcpClients, [])
-        self.reactor.advance(0.01)
+        self.reactor.advance(0.011)
         self.assertEqual(len(self.reactor.tcpClients), 1)
 
     def test_reconnectList(self) -> None:
@@ -656,9 +660,9 @@ class CloseTests(_ContainerTestCase):
             )
         ).start()
         self.assertEqual(self.reactor.tcpClients[0][1], 1)
-        self.refuse()
+        self.refuse(named=True)
         self.assertEqual(self.reactor.tcpClients[0][1], 2)
-        self.refuse()
+        self.refuse(named=True)
         self.assertEqual(self.reactor.tcpClients, [])
         self.reactor.advance(0.1)
         self.assertEqual(self.reactor.tcpClients[0][1], 1)

@@ -254,6 +254,25 @@ class ClientStringTests(_StringsMixin, SynchronousTestCase):
             (host, port, timeout, bindAddress), ("example.com", 5673, 30.0, None)
         )
 
+    def test_numericNotResolved(self) -> None:
+        """
+        A numeric address, IPv4 or IPv6, is connected to at once, without
+        asking the reactor's name resolver (which Twisted runs in a thread).
+        """
+
+        class Refusing(_LiteralResolver):
+            def resolveHostName(self, *args: Any, **kwargs: Any) -> IHostResolution:
+                raise AssertionError("a numeric address was resolved")
+
+        for description, host in [
+            ("amqp:127.0.0.1:5673", "127.0.0.1"),
+            ("amqp:[::1]:5673", "::1"),
+        ]:
+            endpoint = self.client(description)
+            self.reactor.installNameResolver(Refusing())
+            endpoint.connect(_connectionFactory())
+            self.assertEqual(tuple(self.reactor.tcpClients[-1][:2]), (host, 5673))
+
     def test_hostPortOptions(self) -> None:
         """
         C{amqp:host=HOST:port=PORT} is the same as C{amqp:HOST:PORT}.
