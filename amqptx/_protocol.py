@@ -615,24 +615,24 @@ class AMQPProtocol(Protocol):
         lib = _raw.lib
         peek, pop, kind = lib.pn_collector_peek, lib.pn_collector_pop, lib.pn_event_type
         delivery, flow, null = _raw.DELIVERY, _raw.LINK_FLOW, _raw.NULL
-        if not self._rawEvents:
-            delivery = flow = -1
+        raw = self._rawEvents
         wanted = self._wantedKinds()
         while (impl := peek(collector)) != null:
             number = kind(impl)
-            if number == _raw.DELIVERY and budget is not None:
-                if budget <= 0:
-                    self._yielded = True
-                    return
-                budget -= 1
             if number == delivery:
-                try:
-                    self._delivery(lib.pn_event_delivery(impl))
-                except Exception:
-                    self._log.failure("Uncaught exception handling a delivery")
-                pop(collector)
-                continue
-            if number == flow:
+                if budget is not None:
+                    if budget <= 0:
+                        self._yielded = True
+                        return
+                    budget -= 1
+                if raw:
+                    try:
+                        self._delivery(lib.pn_event_delivery(impl))
+                    except Exception:
+                        self._log.failure("Uncaught exception handling a delivery")
+                    pop(collector)
+                    continue
+            elif number == flow and raw:
                 try:
                     self._linkFlow(lib.pn_event_link(impl))
                 except Exception:
