@@ -547,8 +547,7 @@ class Receiver(_Link):
         self._autoAccept = autoAccept
         self._buffer: deque[ReceivedMessage] = deque()
         self._getters: deque[Deferred[ReceivedMessage]] = deque()
-        # The pieces of a message larger than a frame, as they arrive.
-        self._partial: bytearray | None = None
+        self._reader = _raw.LinkReader()
         super().__init__(connection, name)
 
     def _makeLink(self, session: Session) -> Link:
@@ -573,7 +572,7 @@ class Receiver(_Link):
             self._uncredited += self.link.credit + len(self._buffer)
         super()._park()
         self._buffer.clear()
-        self._partial = None
+        self._reader = _raw.LinkReader()
 
     def _flow(self, credit: int) -> None:
         """
@@ -661,29 +660,14 @@ class Receiver(_Link):
             self._flow(self._credit)
 
     def _delivery(self, delivery: _raw.CData) -> None:
-        lib = _raw.lib
         link = self.link._impl
-        if lib.pn_link_current(link) != delivery:
+        if _raw.lib.pn_link_current(link) != delivery:
             # An update on a message already read (the peer settled it).
             return
-        chunk = _raw.readDelivery(delivery, link)
-        if lib.pn_delivery_aborted(delivery):
-            self._partial = None
-            lib.pn_link_advance(link)
-            lib.pn_delivery_settle(delivery)
+        data = self._reader.read(delivery, link)
+        if isinstance(data, _raw.Read):
             return
-        partial = self._partial
-        if lib.pn_delivery_partial(delivery):
-            if partial is None:
-                partial = self._partial = bytearray()
-            partial += chunk
-            return
-        if partial is not None:
-            partial += chunk
-            chunk = bytes(partial)
-            self._partial = None
-        lib.pn_link_advance(link)
-        message = decodeMessage(chunk)
+        message = decodeMessage(data)
         received = ReceivedMessage(self, _raw.wrapDelivery(delivery), message)
         if self._onMessage is not None:
             self._onMessage(self._handOut(received))

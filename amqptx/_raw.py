@@ -19,6 +19,7 @@ Anything that needs the object later holds a wrapper
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 from cproton_ffi import ffi, lib
@@ -29,6 +30,8 @@ __all__ = [
     "DELIVERY",
     "LINK_FLOW",
     "NULL",
+    "LinkReader",
+    "Read",
     "encodeMessage",
     "event",
     "lib",
@@ -102,6 +105,80 @@ def readDelivery(delivery: CData, link: CData) -> bytes:
         return b""
     data: bytes = _buffer(buffer, got)[:]
     return data
+
+
+class Read(enum.Enum):
+    """
+    What reading a delivery gave, when it gave no message.
+    """
+
+    PARTIAL = "partial"
+    ABORTED = "aborted"
+    OVERSIZE = "oversize"
+
+
+class LinkReader:
+    """
+    Reads the deliveries of one receiving link as their pieces arrive.
+
+    A message larger than a frame arrives in pieces.  Taking each piece out
+    of proton as it comes keeps the session's incoming window open; waiting
+    for the last piece before reading would stall the connection once the
+    window is full.
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        """
+        @param limit: the largest message accepted, in bytes, or L{None}:
+            the pieces of a larger one are dropped as they come.
+        """
+        self._limit = limit
+        self._buffer: bytearray | None = None
+        self._oversize = False
+
+    def read(self, delivery: CData, link: CData) -> bytes | Read:
+        """
+        Take what arrived of the link's current delivery; once its last
+        piece is in (or it was aborted, and settled here), the link moves on
+        to the next delivery.
+
+        @param delivery: the delivery.
+        @param link: its link.
+        @return: the whole message once its last piece has arrived, or why
+            there is none.
+        """
+        chunk = readDelivery(delivery, link)
+        if lib.pn_delivery_aborted(delivery):
+            self._buffer, self._oversize = None, False
+            lib.pn_link_advance(link)
+            lib.pn_delivery_settle(delivery)
+            return Read.ABORTED
+        limit = self._limit
+        if lib.pn_delivery_partial(delivery):
+            if not self._oversize:
+                buffer = self._buffer
+                if buffer is None:
+                    buffer = self._buffer = bytearray()
+                if chunk:
+                    buffer += chunk
+                if limit is not None and len(buffer) > limit:
+                    self._buffer, self._oversize = None, True
+            return Read.PARTIAL
+        lib.pn_link_advance(link)
+        buffer, oversize = self._buffer, self._oversize
+        if buffer is not None or oversize:
+            self._buffer, self._oversize = None, False
+            if oversize:
+                return Read.OVERSIZE
+            assert buffer is not None
+            if chunk:
+                buffer += chunk
+            data = bytes(buffer)
+        else:
+            data = chunk or b""
+        if limit is not None and len(data) > limit:
+            return Read.OVERSIZE
+        return data
 
 
 _SMALL = 65536

@@ -161,16 +161,6 @@ _TERMINAL = frozenset(
 )
 
 
-class _Read(enum.Enum):
-    """
-    What reading a delivery gave, when it gave no message.
-    """
-
-    PARTIAL = "partial"
-    ABORTED = "aborted"
-    OVERSIZE = "oversize"
-
-
 def _isDurable(data: bytes) -> bool:
     """
     @return: whether an encoded message's header says it is durable: read
@@ -325,8 +315,7 @@ class _Producer:
         self.closed = False
         self.committing = 0
         self._limit = protocol.broker.config.maxMessageSize
-        self._buffer: bytearray | None = None
-        self._oversize = False
+        self._reader = _raw.LinkReader(self._limit)
         self._impl = link._impl
 
     def grant(self) -> None:
@@ -408,11 +397,11 @@ class _Producer:
         if not _raw.lib.pn_delivery_readable(delivery):
             # An update on a delivery already read (held by the relay).
             return
-        data = self._read(delivery)
-        if isinstance(data, _Read):
-            if data is _Read.PARTIAL:
+        data = self._reader.read(delivery, self._impl)
+        if isinstance(data, _raw.Read):
+            if data is _raw.Read.PARTIAL:
                 return
-            if data is _Read.OVERSIZE:
+            if data is _raw.Read.OVERSIZE:
                 _settle(
                     _raw.wrapDelivery(delivery),
                     Disposition.REJECTED,
@@ -524,48 +513,6 @@ class _Producer:
             f"the message could not be stored: {reason.getErrorMessage()}",
         )
         broker._settledLater(self)
-
-    def _read(self, delivery: _raw.CData) -> bytes | _Read:
-        """
-        Take what arrived of the link's current delivery.
-
-        @param delivery: the delivery, a pointer into proton.
-        @return: the whole message once its last piece has arrived, or why
-            there is none.
-        """
-        link, lib = self._impl, _raw.lib
-        chunk = _raw.readDelivery(delivery, link)
-        if lib.pn_delivery_aborted(delivery):
-            self._buffer, self._oversize = None, False
-            lib.pn_link_advance(link)
-            lib.pn_delivery_settle(delivery)
-            return _Read.ABORTED
-        limit = self._limit
-        if lib.pn_delivery_partial(delivery):
-            if not self._oversize:
-                buffer = self._buffer
-                if buffer is None:
-                    buffer = self._buffer = bytearray()
-                if chunk:
-                    buffer += chunk
-                if limit is not None and len(buffer) > limit:
-                    self._buffer, self._oversize = None, True
-            return _Read.PARTIAL
-        lib.pn_link_advance(link)
-        buffer, oversize = self._buffer, self._oversize
-        if buffer is not None or oversize:
-            self._buffer, self._oversize = None, False
-            if oversize:
-                return _Read.OVERSIZE
-            assert buffer is not None
-            if chunk:
-                buffer += chunk
-            data = bytes(buffer)
-        else:
-            data = chunk or b""
-        if limit is not None and len(data) > limit:
-            return _Read.OVERSIZE
-        return data
 
     def close(self) -> None:
         """
