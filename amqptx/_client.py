@@ -57,6 +57,16 @@ _T = TypeVar("_T")
 # links, rather than failing them.
 _TRANSIENT = frozenset(["amqp:internal-error"])
 
+# The per-message path's calls, looked up once (see amqptx._raw).
+_credit = _raw.lib.pn_link_credit
+_settle = _raw.lib.pn_delivery_settle
+_remoteState = _raw.lib.pn_delivery_remote_state
+_isSettled = _raw.lib.pn_delivery_settled
+_deliveryLink = _raw.lib.pn_delivery_link
+_encodeMessage = _raw.encodeMessage
+_sendMessage = _raw.sendMessage
+_ACCEPTED = _raw.ACCEPTED
+
 
 class Outcome(Enum):
     """
@@ -296,9 +306,14 @@ class Sender(_Link):
                 )
             )
         d: Deferred[Outcome] = Deferred(self._cancelSend)
-        self._waiting.append((_raw.encodeMessage(message), d))
-        self._transmit()
-        self._connection.flush()
+        waiting = self._waiting
+        waiting.append((_encodeMessage(message), d))
+        if len(waiting) == 1:
+            # Others waiting before this one means no credit (or no link) for
+            # now: the peer's next credit (PN_LINK_FLOW) or attach sends them
+            # all, in order.
+            self._transmit()
+            self._connection.flush()
         return d
 
     def whenReady(self) -> Deferred[Sender]:
@@ -339,11 +354,18 @@ class Sender(_Link):
         for item in self._waiting:
             if item[1] is d:
                 self._waiting.remove(item)
+                break
+        else:
+            for tag, (_, waiting) in self._unsettled.items():
+                if waiting is d:
+                    del self._unsettled[tag]
+                    break
+            else:
                 return
-        for tag, (_, waiting) in self._unsettled.items():
-            if waiting is d:
-                del self._unsettled[tag]
-                return
+        if len(self._waiting) < self.queueLimit:
+            self._roomWaiters.fire(self)
+        if not self._waiting and not self._unsettled:
+            self._settledWaiters.fire(None)
 
     def _terminusRefused(self) -> bool:
         return self.address is not None and self.link.remote_target.address is None
@@ -353,18 +375,18 @@ class Sender(_Link):
         if not self.attached:
             return
         link = self.link._impl
-        lib, send, tags = _raw.lib, _raw.sendMessage, self._tags
-        credit = lib.pn_link_credit(link)
-        presettled, unsettled = self._presettled, self._unsettled
-        while waiting and credit > 0:
-            credit -= 1
-            item = waiting.popleft()
-            delivery = send(link, b"%d" % next(tags), item[0])
-            if presettled:
-                lib.pn_delivery_settle(delivery)
-                item[1].callback(Outcome.SETTLED)
-            else:
-                unsettled[delivery] = item
+        credit = _credit(link)
+        if self._presettled:
+            while waiting and credit > 0:
+                credit -= 1
+                data, d = waiting.popleft()
+                _settle(_sendMessage(link, b"%d" % next(self._tags), data))
+                d.callback(Outcome.SETTLED)
+        elif waiting and credit > 0:
+            unsettled, tags, pop = self._unsettled, self._tags, waiting.popleft
+            for _ in range(min(credit, len(waiting))):
+                item = pop()
+                unsettled[_sendMessage(link, b"%d" % next(tags), item[0])] = item
         if len(waiting) < self.queueLimit:
             self._roomWaiters.fire(self)
         if not waiting and not self._unsettled:
@@ -376,18 +398,17 @@ class Sender(_Link):
         self._transmit()
 
     def _delivery(self, delivery: _raw.CData) -> None:
-        lib = _raw.lib
-        state = lib.pn_delivery_remote_state(delivery)
-        if state not in _TERMINAL and not lib.pn_delivery_settled(delivery):
+        state = _remoteState(delivery)
+        if state != _ACCEPTED and state not in _TERMINAL and not _isSettled(delivery):
             return
         sent = self._unsettled.pop(delivery, None)
         failure = None
-        if sent is not None and state != _raw.ACCEPTED:
+        if sent is not None and state != _ACCEPTED:
             failure = _outcomeFailure(_raw.wrapDelivery(delivery), state)
-        lib.pn_delivery_settle(delivery)
+        _settle(delivery)
         if sent is None:
             return
-        if not self._waiting and not self._unsettled:
+        if not self._unsettled and not self._waiting:
             self._settledWaiters.fire(None)
         if failure is None:
             sent[1].callback(Outcome.ACCEPTED)
@@ -1012,7 +1033,7 @@ class AMQPConnection(AMQPProtocol):
 
         @param delivery: the delivery, a pointer into proton.
         """
-        link = self._byImpl.get(_raw.lib.pn_delivery_link(delivery))
+        link = self._byImpl.get(_deliveryLink(delivery))
         if link is not None:
             link._delivery(delivery)
 

@@ -34,6 +34,7 @@ __all__ = [
     "Read",
     "encodeMessage",
     "event",
+    "offerCapabilities",
     "lib",
     "readDelivery",
     "sendMessage",
@@ -64,6 +65,28 @@ def wrapDelivery(delivery: CData) -> Delivery:
     return wrapper
 
 
+def offerCapabilities(connection: CData, capabilities: tuple[bytes, ...]) -> None:
+    """
+    Set the capabilities a connection's Open offers, straight in proton's C
+    connection: as an array of symbols, as proton's wrapper would, but
+    without the wrapper's C{SymbolList} and C{Data} objects that stay with
+    the connection (some 500 bytes each, where a server holds thousands).
+
+    (C{proton.Connection.open} leaves them be while the wrapper's own
+    C{offered_capabilities} is L{None}.)
+
+    @param connection: a connection (C{pn_connection_t}).
+    @param capabilities: the symbols, ASCII.
+    """
+    data = lib.pn_connection_offered_capabilities(connection)
+    lib.pn_data_clear(data)
+    lib.pn_data_put_array(data, False, lib.PN_SYMBOL)
+    lib.pn_data_enter(data)
+    for symbol in capabilities:
+        lib.pn_data_put_symbol(data, (len(symbol), _fromBuffer(symbol)))
+    lib.pn_data_exit(data)
+
+
 def event(impl: CData) -> Event:
     """
     @param impl: an event from a collector.
@@ -71,6 +94,11 @@ def event(impl: CData) -> Event:
     """
     wrapper: Event = Event.wrap(impl)  # type: ignore[no-untyped-call]
     return wrapper
+
+
+_newDelivery = lib.pn_delivery
+_linkSend = lib.pn_link_send
+_advance = lib.pn_link_advance
 
 
 def sendMessage(link: CData, tag: bytes, data: bytes) -> CData:
@@ -82,9 +110,10 @@ def sendMessage(link: CData, tag: bytes, data: bytes) -> CData:
     @param data: the encoded message.
     @return: the new delivery.
     """
-    delivery = lib.pn_delivery(link, (len(tag), _fromBuffer(tag)))
-    lib.pn_link_send(link, _fromBuffer(data), len(data))
-    lib.pn_link_advance(link)
+    delivery = _newDelivery(link, (len(tag), _fromBuffer(tag)))
+    # cffi passes bytes as a char * (uncopied); other buffers need wrapping.
+    _linkSend(link, data if type(data) is bytes else _fromBuffer(data), len(data))
+    _advance(link)
     return delivery
 
 
@@ -183,6 +212,36 @@ class LinkReader:
 
 _SMALL = 65536
 _small = ffi.new("char[]", _SMALL)
+_unpack = ffi.unpack
+_instructionsOf = lib.pn_message_instructions
+_annotationsOf = lib.pn_message_annotations
+_propertiesOf = lib.pn_message_properties
+_bodyOf = lib.pn_message_body
+_clear = lib.pn_data_clear
+_isInferred = lib.pn_message_is_inferred
+_encode = lib.pn_message_encode_py
+
+
+def _bodySections(descriptor: int, code8: int) -> list[bytes]:
+    """
+    @param descriptor: the section's descriptor code.
+    @param code8: the constructor of its value, for one of up to 255 bytes.
+    @return: the beginnings of a body section (a described value: the
+        descriptor, a small unsigned long, then the value's constructor and
+        size) for values of 0 to 255 bytes, by size.
+    """
+    return [bytes([0x00, 0x53, descriptor, code8, size]) for size in range(256)]
+
+
+# The body sections of the common message: amqp-value (0x77) with binary
+# (vbin8 0xa0, vbin32 0xb0) or a string (str8-utf8 0xa1, str32-utf8 0xb1); a
+# data section (0x75) for binary when the message is "inferred".
+_BINARY = _bodySections(0x77, 0xA0)
+_BINARY32 = bytes([0x00, 0x53, 0x77, 0xB0])
+_DATA = _bodySections(0x75, 0xA0)
+_DATA32 = bytes([0x00, 0x53, 0x75, 0xB0])
+_STRING = _bodySections(0x77, 0xA1)
+_STRING32 = bytes([0x00, 0x53, 0x77, 0xB1])
 
 
 def encodeMessage(message: Message) -> bytes:
@@ -190,6 +249,11 @@ def encodeMessage(message: Message) -> bytes:
     Encode a message, as C{message.encode()} does, without proton's guess of
     16 bytes of room doubled until the message fits (four tries for a
     message of 100 bytes).
+
+    The common message (a body of bytes or text; no application properties,
+    annotations or delivery annotations) has its header and properties
+    encoded by proton, and its body section, which comes last, appended
+    here: the body never goes through proton's C{pn_data_t}.
 
     @param message: the message.
     @return: its encoding.
@@ -203,22 +267,28 @@ def encodeMessage(message: Message) -> bytes:
         and message.annotations is None
         and message.instructions is None
     ):
-        # The common message, put into C without proton's Data wrappers.
-        for section in (
-            lib.pn_message_instructions(impl),
-            lib.pn_message_annotations(impl),
-            lib.pn_message_properties(impl),
-        ):
-            lib.pn_data_clear(section)
-        data = lib.pn_message_body(impl)
-        lib.pn_data_clear(data)
-        if kind is bytes:
-            lib.pn_data_put_binary(data, (len(body), _fromBuffer(body)))
-        else:
-            text = body.encode("utf-8")
-            lib.pn_data_put_string(data, (len(text), _fromBuffer(text)))
-    else:
-        message._pre_encode()  # proton's own step: body, properties... into C
+        _clear(_instructionsOf(impl))
+        _clear(_annotationsOf(impl))
+        _clear(_propertiesOf(impl))
+        _clear(_bodyOf(impl))
+        used = _encode(impl, _small, _SMALL)
+        if used >= 0:
+            if kind is str:
+                body = body.encode("utf-8")
+                size = len(body)
+                section = _STRING[size] if size < 256 else _STRING32
+            else:
+                size = len(body)
+                if _isInferred(impl):
+                    section = _DATA[size] if size < 256 else _DATA32
+                else:
+                    section = _BINARY[size] if size < 256 else _BINARY32
+            if size < 256:
+                return b"".join((_unpack(_small, used), section, body))
+            head = _unpack(_small, used)
+            return b"".join((head, section, size.to_bytes(4, "big"), body))
+        # Sections larger than the buffer, or an error: the general way.
+    message._pre_encode()  # proton's own step: body, properties... into C
     size = _SMALL
     if isinstance(body, bytes):
         size = max(size, len(body) + 4096)
@@ -226,12 +296,12 @@ def encodeMessage(message: Message) -> bytes:
         size = max(size, 4 * len(body) + 4096)
     while True:
         buffer = _small if size == _SMALL else _new("char[]", size)
-        used = lib.pn_message_encode_py(impl, buffer, size)
+        used = _encode(impl, buffer, size)
         if used == _OVERFLOW:
             size *= 2
             continue
         if used < 0:
             # proton's own call raises the error it knows for this code.
             return message.encode()
-        encoded: bytes = _buffer(buffer, used)[:]
+        encoded: bytes = _unpack(buffer, used)
         return encoded

@@ -542,6 +542,47 @@ class BackPressureTests(_Connected):
         self.pump.flush()
         self.successResultOf(settled)
 
+    def test_cancelMakesRoom(self) -> None:
+        """
+        Cancelling a send that waits for credit makes room: C{whenReady}
+        fires, and once none waits, so does C{whenSettled}.
+        """
+        self.peer.credit = 0
+        d = self.client.sender("q", queueLimit=2)
+        self.pump.flush()
+        sender = self.successResultOf(d)
+        first, second = sender.send(Message(body=1)), sender.send(Message(body=2))
+        ready, settled = sender.whenReady(), sender.whenSettled()
+        first.cancel()
+        self.assertIs(self.successResultOf(ready), sender)
+        self.assertNoResult(settled)
+        second.cancel()
+        self.assertIsNone(self.successResultOf(settled))
+        self.failureResultOf(first, CancelledError)
+        self.failureResultOf(second, CancelledError)
+
+    def test_queuedInOrder(self) -> None:
+        """
+        Messages sent while others wait for credit go out after them, in
+        order, as credit comes.
+        """
+        self.peer.credit = 0
+        d = self.client.sender("q", queueLimit=10)
+        self.pump.flush()
+        sender = self.successResultOf(d)
+        sent = [sender.send(Message(body=i)) for i in range(5)]
+        self.pump.flush()
+        link = self.peer.connection.link_head(0)
+        assert link is not None
+        link.flow(2)
+        self.peer.flush()
+        self.pump.flush()
+        sent += [sender.send(Message(body=i)) for i in range(5, 8)]
+        self.pump.flush()
+        for outcome in sent:
+            self.assertIs(self.successResultOf(outcome), Outcome.ACCEPTED)
+        self.assertEqual([m.body for _, m in self.peer.received], list(range(8)))
+
 
 class GracefulCloseTests(_Connected):
     """
