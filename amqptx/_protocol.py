@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from . import _raw
+from ._alarms import Alarms
 from ._engine import ConnectionSettings, DeliveryReader, Engine
 from ._errors import (
     AMQPConnectionLost,
@@ -72,19 +73,26 @@ class Waiters:
     cancelled on its own.
     """
 
+    # Every connection has two, usually with nobody waiting: no dictionary,
+    # and no list until someone waits.
+    __slots__ = ("_waiting",)
+
     def __init__(self) -> None:
-        self._waiting: list[Deferred[Any]] = []
+        self._waiting: list[Deferred[Any]] | None = None
 
     def new(self) -> Deferred[Any]:
         """
         @return: a new Deferred, fired by the next L{fire}.
         """
         d: Deferred[Any] = Deferred(self._discard)
-        self._waiting.append(d)
+        if self._waiting is None:
+            self._waiting = [d]
+        else:
+            self._waiting.append(d)
         return d
 
     def _discard(self, d: Deferred[Any]) -> None:
-        if d in self._waiting:
+        if self._waiting is not None and d in self._waiting:
             self._waiting.remove(d)
 
     def fire(self, result: object) -> None:
@@ -93,10 +101,11 @@ class Waiters:
 
         @param result: the result, or a L{Failure} to fail them with.
         """
-        if not self._waiting:
+        waiting = self._waiting
+        if not waiting:
             # The common case, on the per-message path of senders.
             return
-        waiting, self._waiting = self._waiting, []
+        self._waiting = None
         for d in waiting:
             if isinstance(result, Failure):
                 d.errback(result)
@@ -201,7 +210,8 @@ class AMQPProtocol(Protocol):
         self._ended: Failure | None = None
         self._openWaiters = Waiters()
         self._closeWaiters = Waiters()
-        self._timer: IDelayedCall | None = None
+        # The next tick proton asked for (see amqptx._alarms), 0 for none.
+        self._deadline = 0.0
         self._flushing = False
         self._again = False
         self._disconnecting = False
@@ -369,9 +379,9 @@ class AMQPProtocol(Protocol):
 
         @param reason: why the transport ended.
         """
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        if self._deadline:
+            assert self.clock is not None
+            Alarms.of(self.clock).arm(self, 0)
         self._stopHandshakeTimer()
         closeTimer, self._closeTimer = self._closeTimer, None
         if closeTimer is not None and closeTimer.active():
@@ -697,21 +707,14 @@ class AMQPProtocol(Protocol):
             answer(self, event)
 
     def _arm(self, deadline: float) -> None:
-        timer = self._timer
-        if timer is not None:
-            if timer.active():
-                if deadline and timer.getTime() == deadline:
-                    return
-                timer.cancel()
-            self._timer = None
-        if deadline:
-            clock = self.clock
-            assert clock is not None
-            delay = max(0.0, deadline - clock.seconds())
-            self._timer = clock.callLater(delay, self._onTimer)
+        if deadline != self._deadline:
+            assert self.clock is not None
+            Alarms.of(self.clock).arm(self, deadline)
 
-    def _onTimer(self) -> None:
-        self._timer = None
+    def _onAlarm(self) -> None:
+        """
+        Tick proton: the deadline it gave came.
+        """
         self.flush()
 
     def _answerOpen(self, event: Event) -> None:

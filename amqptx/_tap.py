@@ -329,8 +329,12 @@ class _TrackingFactory:
                 f"the server takes at most {self._max} connections",
             )
         self.live.add(amqp)
-        amqp.whenClosed().addBoth(lambda _: self.live.discard(amqp))
+        # A bound method and its argument: no closure kept per connection.
+        amqp.whenClosed().addBoth(self._closed, amqp)
         return protocol
+
+    def _closed(self, result: object, amqp: IAMQPProtocol) -> None:
+        self.live.discard(amqp)
 
 
 class AMQPServerService(Service):

@@ -106,7 +106,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 import proton
-from proton import Condition, Delivery, Disposition, Endpoint, Event, SymbolList
+from proton import Condition, Delivery, Disposition, Endpoint, Event
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory
@@ -142,7 +142,7 @@ _WINDOW = 100
 """
 The credit a sending link gets, when its node has room for it."""
 
-_ANONYMOUS_RELAY = "ANONYMOUS-RELAY"
+_ANONYMOUS_RELAY = (b"ANONYMOUS-RELAY",)
 
 _NOT_FOUND = "amqp:not-found"
 _UNAUTHORIZED = "amqp:unauthorized-access"
@@ -1039,7 +1039,7 @@ class BrokerProtocol(AMQPProtocol):
 
         @param event: proton's event.
         """
-        self.connection.offered_capabilities = SymbolList([_ANONYMOUS_RELAY])
+        _raw.offerCapabilities(self.connection._impl, _ANONYMOUS_RELAY)
 
     def on_link_remote_open(self, event: Event) -> None:
         """

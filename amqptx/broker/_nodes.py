@@ -165,9 +165,6 @@ class Queue(_Node):
     One address's messages and consumers: each message goes to one consumer.
 
     @ivar name: the address (for a topic's subscription, the topic's).
-    @ivar messages: the messages waiting, oldest first (each with its
-        encoded C{data}); their number is the queue's depth.  Expired
-        messages stay until they reach the front (see L{expire}).
     @ivar temporary: whether the queue is a dynamic node, deleted when the
         link that created it detaches.
     @ivar topic: the topic a subscription queue belongs to, or L{None}.
@@ -192,15 +189,29 @@ class Queue(_Node):
         super().__init__(broker, name)
         self.temporary = temporary
         self.topic = topic
-        self.messages: deque[_Stored] = deque()
+        # Made when the first message comes, dropped when the last goes: an
+        # empty deque costs some 700 bytes, and a server may have a queue per
+        # connection, most of them empty most of the time.
+        self._messages: deque[_Stored] | None = None
         self.durable = False
-        # In turn, the next first.  (A list: an empty deque costs some 700
-        # bytes, and a server may have a queue per connection.)
+        # In turn, the next first.  (A list, for the same reason.)
         self._consumers: list[_Consumer] = []
         self._creator: object | None = None
         self._owner: object | None = None
         self._expiring = 0
         self._avoiding = 0
+
+    @property
+    def messages(self) -> deque[_Stored]:
+        """
+        The messages waiting, oldest first (each with its encoded C{data});
+        their number is the queue's depth.  Expired messages stay until they
+        reach the front (see L{expire}).
+        """
+        messages = self._messages
+        if messages is None:
+            messages = self._messages = deque()
+        return messages
 
     @property
     def consumers(self) -> int:
@@ -222,10 +233,11 @@ class Queue(_Node):
         """
         How many messages wait in the queue.
         """
-        return len(self.messages)
+        return self._used()
 
     def _used(self) -> int:
-        return len(self.messages)
+        messages = self._messages
+        return 0 if messages is None else len(messages)
 
     def room(self) -> int | None:
         """
@@ -323,8 +335,11 @@ class Queue(_Node):
         @param entry: the message.
         @return: whether it was waiting in the queue.
         """
+        messages = self._messages
+        if messages is None:
+            return False
         try:
-            self.messages.remove(entry)
+            messages.remove(entry)
         except ValueError:
             return False
         if entry.expires is not None:
@@ -365,7 +380,7 @@ class Queue(_Node):
         Hand waiting messages to consumers with credit, in turn, dropping
         (or dead-lettering) those that expired.
         """
-        messages, consumers = self.messages, self._consumers
+        messages, consumers = self._messages, self._consumers
         if not messages or not consumers:
             return
         broker = self._broker
@@ -402,6 +417,8 @@ class Queue(_Node):
             dirty.add(consumer.protocol)
             sent += 1
             idle = 0
+        if not messages:
+            self._messages = None
         if sent:
             self.delivered += sent
             if self.topic is not None:
@@ -504,7 +521,7 @@ class Topic(_Node):
         return len(self.subscriptions)
 
     def _used(self) -> int:
-        return max((len(s.messages) for s in self.subscriptions), default=0)
+        return max((s._used() for s in self.subscriptions), default=0)
 
     def _add(self, entry: _Stored) -> None:
         self.enqueued += 1
