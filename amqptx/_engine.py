@@ -11,11 +11,37 @@ Twisted: the Twisted protocol in L{amqptx._protocol} is a thin pump around it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from itertools import count
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import uuid4
 
 from proton import Collector, Connection, Delivery, Event, Message, Transport
+
+from . import _raw
+
+_containerIds = count(1)
+_process = f"amqptx-{uuid4()}"
+
+
+def _newProcess() -> None:
+    global _process
+    _process = f"amqptx-{uuid4()}"
+
+
+# A forked child is another container.
+os.register_at_fork(after_in_child=_newProcess)
+
+
+def _containerId() -> str:
+    """
+    @return: a new container id, unique among processes: this process's
+        random part (a UUID, made again in a forked child) and a count,
+        cheaper than a UUID per connection.
+    """
+    return f"{_process}-{next(_containerIds)}"
+
 
 if TYPE_CHECKING:
     from ._sasl import SASLConfig
@@ -112,6 +138,9 @@ class Engine:
         self.transport = Transport(Transport.SERVER if server else Transport.CLIENT)
         self._configure(settings)
         self.transport.bind(self.connection)
+        # The transport's own functions, without the wrapper (amqptx._raw):
+        # input, output and ticks come several times per batch of frames.
+        self._transport = self.transport._impl
         self._input = bytearray()
 
     def _configure(self, settings: ConnectionSettings) -> None:
@@ -122,7 +151,7 @@ class Engine:
         """
         connection, transport = self.connection, self.transport
         if settings.containerId or not connection.container:
-            connection.container = settings.containerId or f"amqptx-{uuid4()}"
+            connection.container = settings.containerId or _containerId()
         if settings.hostname is not None:
             connection.hostname = settings.hostname
         if settings.properties:
@@ -168,31 +197,47 @@ class Engine:
 
         @param data: bytes read from the network.
         """
-        if data:
-            self._input += data
-        self.retryInput()
+        if not data:
+            self.retryInput()
+            return
+        pending = self._input
+        if pending:
+            pending += data
+            self.retryInput()
+            return
+        # The common case, nothing held back: straight from the bytes read.
+        pushed = _raw.lib.pn_transport_push(self._transport, data, len(data))
+        if 0 <= pushed < len(data):
+            pending += data[pushed:]
+            self.retryInput()
 
     def retryInput(self) -> None:
         """
         Push buffered input into proton, as much as it has room for.
         """
-        transport, pending = self.transport, self._input
+        pending = self._input
         while pending:
-            capacity = transport.capacity()
-            if capacity < 0:
+            pushed = _raw.pushInput(self._transport, pending)
+            if pushed < 0:
+                # The transport takes no more input: the connection is ending.
                 del pending[:]
                 return
-            if capacity == 0:
+            if not pushed:
                 return
-            chunk = bytes(pending[:capacity])
-            transport.push(chunk)
-            del pending[: len(chunk)]
+            del pending[:pushed]
 
     def inputBuffered(self) -> int:
         """
         @return: how many received bytes wait for room in proton.
         """
         return len(self._input)
+
+    def inputRoom(self) -> int:
+        """
+        @return: how many bytes proton can take now (negative once it takes
+            no more).
+        """
+        return int(_raw.lib.pn_transport_capacity(self._transport))
 
     def feedEOF(self) -> None:
         """
@@ -206,22 +251,14 @@ class Engine:
 
         @return: the bytes to write, possibly empty.
         """
-        transport = self.transport
-        chunks = []
-        while (pending := transport.pending()) > 0:
-            data = transport.peek(pending)
-            if not data:
-                break
-            transport.pop(len(data))
-            chunks.append(data)
-        return b"".join(chunks)
+        return _raw.takeOutput(self._transport)
 
     def outputClosed(self) -> bool:
         """
         @return: whether proton will never produce output again (the
             connection is over on our side and everything has been taken).
         """
-        return self.transport.pending() < 0
+        return bool(_raw.lib.pn_transport_pending(self._transport) < 0)
 
     def closeOutput(self) -> None:
         """
@@ -238,7 +275,15 @@ class Engine:
         @return: when to call again, in the same clock's seconds, or C{0.0}
             when no timer is needed.
         """
-        return self.transport.tick(now)
+        return (
+            float(_raw.lib.pn_transport_tick(self._transport, int(now * 1000))) / 1000
+        )
+
+    def hasEvents(self) -> bool:
+        """
+        @return: whether proton has events to report.
+        """
+        return bool(_raw.lib.pn_collector_peek(self.collector._impl) != _raw.NULL)
 
     def nextEvent(self) -> Event | None:
         """

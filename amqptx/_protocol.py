@@ -521,9 +521,9 @@ class AMQPProtocol(Protocol):
                 if self._yielded:
                     self._waitForPoll()
                     break
-                if self._again or engine.collector.peek() is not None:
+                if self._again or engine.hasEvents():
                     continue
-                if not engine.inputBuffered() or engine.transport.capacity() <= 0:
+                if not engine.inputBuffered() or engine.inputRoom() <= 0:
                     break
         finally:
             self._flushing = False

@@ -20,6 +20,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Final
 from urllib.parse import quote, unquote
@@ -480,6 +481,16 @@ def parseURL(text: str) -> AMQPURL:
     """
     if not isinstance(text, str):
         raise TypeError(f"AMQP URL must be a str, not {type(text).__name__}")
+    return _parse(text)
+
+
+@lru_cache(maxsize=256)
+def _parse(text: str) -> AMQPURL:
+    """
+    L{parseURL}, remembering the last few URLs (L{AMQPURL} is immutable): a
+    program connects to the same few URLs again and again, and a parse costs
+    more than a connection's other set-up together.
+    """
     span = _passwordSpan(text)
     masked = text if span is None else text[: span[0]] + _MASK + text[span[1] :]
     context = f" in AMQP URL {masked!r}"

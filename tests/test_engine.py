@@ -6,9 +6,12 @@ two engines by hand, with no Twisted transport and no clock.
 
 from __future__ import annotations
 
+import os
+
 from proton import Event, Message
 from twisted.trial.unittest import SynchronousTestCase
 
+from amqptx import _engine
 from amqptx._engine import ConnectionSettings, DeliveryReader, Engine, decodeMessage
 
 
@@ -129,6 +132,26 @@ class EngineTests(SynchronousTestCase):
         second = Engine(ConnectionSettings()).connection.container
         self.assertTrue(first.startswith("amqptx-"), first)
         self.assertNotEqual(first, second)
+
+    def test_containerIdAfterFork(self) -> None:
+        """
+        A forked child makes container ids of its own: its parent's next ones
+        are not among them.
+        """
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover (the child)
+            try:
+                os.write(write, _engine._containerId().encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        os.waitpid(child, 0)
+        with os.fdopen(read, "rb") as pipe:
+            childId = pipe.read().decode()
+        parentId = _engine._containerId()
+        self.assertTrue(childId.startswith("amqptx-"), childId)
+        self.assertNotEqual(childId.rsplit("-", 1)[0], parentId.rsplit("-", 1)[0])
 
     def test_settingsReachTheWire(self) -> None:
         """

@@ -320,6 +320,22 @@ class ParseAcceptedTests(SynchronousTestCase):
         )
 
 
+class ParseRememberedTests(SynchronousTestCase):
+    """
+    L{parseURL} remembers recent URLs: the same text gives the same
+    (immutable) L{AMQPURL}.
+    """
+
+    def test_sameText(self) -> None:
+        """
+        Parsing the same text twice gives the same object, equal to a fresh
+        parse of another spelling of the same URL.
+        """
+        first = parseURL("amqp://guest:pw@Cache.Example:5000")
+        self.assertIs(parseURL("amqp://guest:pw@Cache.Example:5000"), first)
+        self.assertEqual(parseURL("AMQP://guest:pw@cache.example:5000"), first)
+
+
 class ParseRejectedTests(SynchronousTestCase):
     """
     L{parseURL} rejects invalid URLs with errors that name the problem.
@@ -339,6 +355,14 @@ class ParseRejectedTests(SynchronousTestCase):
         for fragment in fragments:
             self.assertIn(fragment, message)
         return error
+
+    def test_rejectedEveryTime(self) -> None:
+        """
+        A URL rejected once is rejected again (parses are remembered, errors
+        are not).
+        """
+        for _ in range(2):
+            self.assertRejected("amqp://h:0", "port")
 
     def test_notString(self) -> None:
         """
