@@ -314,7 +314,9 @@ class _Producer:
         self.held: deque[tuple[Delivery, _Stored, _Node]] = deque()
         self.closed = False
         self.committing = 0
-        self._limit = protocol.broker.config.maxMessageSize
+        config = protocol.broker.config
+        self._limit = config.maxMessageSize
+        self._unlimited = config.maxQueueDepth is None
         self._reader = _raw.LinkReader(self._limit)
         self._impl = link._impl
 
@@ -330,7 +332,8 @@ class _Producer:
         credit = lib.pn_link_credit(link)
         window = _WINDOW - self.committing
         node = self.node
-        room = None if node is None else node.room()
+        # (No depth limit, no room to work out: the per-message case.)
+        room = None if node is None or self._unlimited else node.room()
         if room is None:
             # No limit: top up once half the window is used.
             if credit <= window // 2 and credit < window:
