@@ -394,8 +394,13 @@ class AMQPProtocol(Protocol):
             self.sasl = None
         engine = self.engine
         if self._yielded and engine is not None and self._ended is None:
-            # What the peer said before it went (its Close, say) comes first.
-            self._dispatchAll(engine)
+            # What the peer said before it went (its Close, say) comes first,
+            # in order: as part of this, not in flushes of their own.
+            self._flushing = True
+            try:
+                self._dispatchAll(engine)
+            finally:
+                self._flushing = False
         failure = self._endReason(reason)
         self._ended = failure
         engine = self.engine

@@ -555,24 +555,42 @@ class BudgetTests(SynchronousTestCase):
     def test_lostWithDeliveriesLeft(self) -> None:
         """
         When the connection is lost while deliveries wait for their turn,
-        they are handled first: the peer's Close after them makes the end a
-        clean close, and every message before it arrives.
+        they are handled first, in order, and each once: the peer's Close
+        after them makes the end a clean close, and every message before it
+        arrives.  (Handing a message out flushes the connection; were that a
+        dispatch of its own, inside this one, it would handle the event being
+        handled again, and the outer one would then drop the next.)
         """
         clock = Clock()
         client, clientTransport, server, serverTransport, bodies = self._attached(clock)
-        for _ in range(100):
-            server.offer("q", Message(body=b"x" * 300))
+        count = DELIVERY_BUDGET * 5
+        for index in range(count):
+            server.offer("q", Message(body=b"%03d" % index + b"x" * 297))
         server.close()
         data = serverTransport.value()
         client.dataReceived(data)
-        self.assertLess(len(bodies), 100)
+        self.assertLess(len(bodies), count)
         closed = client.whenClosed()
         client.connectionLost(Failure(ConnectionDone()))
-        self.assertEqual(len(bodies), 100)
+        self.assertEqual([b[:3] for b in bodies], [b"%03d" % i for i in range(count)])
         self.assertIsNone(self.successResultOf(closed))
         clock.advance(0)
         clock.advance(0)
-        self.assertEqual(len(bodies), 100)
+        self.assertEqual(len(bodies), count)
+
+    def test_manyInOneBatch(self) -> None:
+        """
+        Every message of a batch of input more than twice the budget arrives,
+        in order, over the turns.
+        """
+        clock = Clock()
+        client, clientTransport, server, serverTransport, bodies = self._attached(clock)
+        for index in range(140):
+            server.offer("q", Message(body=b"%03d" % index + b"x" * 297))
+        client.dataReceived(serverTransport.value())
+        serverTransport.clear()
+        clock.advance(0)
+        self.assertEqual([b[:3] for b in bodies], [b"%03d" % i for i in range(140)])
 
 
 class NoDelayTests(SynchronousTestCase):
