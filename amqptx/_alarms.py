@@ -15,11 +15,15 @@ that moves earlier is queued at once.  So every connection with a deadline
 has an entry at or before it, and entries that no longer match are dropped as
 they come due.  When no connection has a deadline, the heap is emptied and
 the timer cancelled: a clock with no live connections has nothing pending.
+Entries of connections that no longer have a deadline (closed ones, say)
+are also dropped once they are more than half of the heap, as Twisted
+does with cancelled calls, so that a server with many short connections
+does not keep the closed ones until their old deadlines.
 """
 
 from __future__ import annotations
 
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 from itertools import count
 from typing import Protocol
 from weakref import WeakKeyDictionary
@@ -62,6 +66,7 @@ class Alarms:
         self._heap: list[tuple[float, int, Alarmed]] = []
         self._order = count()
         self._live = 0
+        self._disarmed = 0
         self._call: IDelayedCall | None = None
 
     @classmethod
@@ -98,6 +103,10 @@ class Alarms:
             self._live -= 1
             if not self._live:
                 self._stop()
+                return
+            self._disarmed += 1
+            if self._disarmed > 50 and self._disarmed > len(self._heap) // 2:
+                self._compact()
             return
         if not current:
             self._live += 1
@@ -115,7 +124,16 @@ class Alarms:
         elif deadline < call.getTime():
             call.reset(delay)
 
+    def _compact(self) -> None:
+        """
+        Drop the entries of connections without a deadline.
+        """
+        self._disarmed = 0
+        self._heap = [entry for entry in self._heap if entry[2]._deadline]
+        heapify(self._heap)
+
     def _stop(self) -> None:
+        self._disarmed = 0
         self._heap.clear()
         call, self._call = self._call, None
         if call is not None and call.active():

@@ -144,3 +144,20 @@ class AlarmsTests(SynchronousTestCase):
         self.alarms.arm(a, 3.0)
         self.clock.advance(0)
         self.assertEqual(self.log, [("a", 10.0)])
+
+    def test_closedAreDropped(self) -> None:
+        """
+        The entries of many connections that no longer have a deadline are
+        dropped long before their old deadlines; the others still wake.
+        """
+        kept = self.sleeper("kept")
+        self.alarms.arm(kept, 100.0)
+        closed = [self.sleeper(f"closed{i}") for i in range(200)]
+        for each in closed:
+            self.alarms.arm(each, 50.0)
+        for each in closed:
+            self.alarms.arm(each, 0)
+        self.assertLess(len(self.alarms._heap), 100)
+        self.clock.advance(100.0)
+        self.assertEqual(self.log, [("kept", 100.0)])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
