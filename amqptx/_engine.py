@@ -197,19 +197,16 @@ class Engine:
 
         @param data: bytes read from the network.
         """
-        if not data:
-            self.retryInput()
-            return
         pending = self._input
-        if pending:
-            pending += data
-            self.retryInput()
-            return
-        # The common case, nothing held back: straight from the bytes read.
-        pushed = _raw.lib.pn_transport_push(self._transport, data, len(data))
-        if 0 <= pushed < len(data):
-            pending += data[pushed:]
-            self.retryInput()
+        if data and not pending:
+            # The common case, nothing held back: straight from the bytes
+            # read, without copying them into the buffer first.
+            pushed = _raw.pushInput(self._transport, data)
+            if pushed < 0 or pushed == len(data):
+                return
+            data = data[pushed:]
+        pending += data
+        self.retryInput()
 
     def retryInput(self) -> None:
         """

@@ -34,12 +34,12 @@ __all__ = [
     "Read",
     "encodeMessage",
     "event",
+    "lib",
     "offerCapabilities",
     "pushInput",
-    "takeOutput",
-    "lib",
     "readDelivery",
     "sendMessage",
+    "takeOutput",
     "wrapDelivery",
 ]
 
@@ -117,7 +117,7 @@ def takeOutput(transport: CData) -> bytes:
     return output
 
 
-def pushInput(transport: CData, data: bytearray) -> int:
+def pushInput(transport: CData, data: bytes | bytearray) -> int:
     """
     Give a transport as much of C{data} as it has room for.
 
