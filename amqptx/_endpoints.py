@@ -43,6 +43,7 @@ from zope.interface import implementer
 
 from ._engine import ConnectionSettings
 from ._interfaces import IAMQPProtocol
+from ._layout import shareTransportNames
 from ._sasl import SASLConfig
 from ._url import AMQPURL, parseURL
 
@@ -550,6 +551,9 @@ class AMQPServerEndpoint:
         @return: a Deferred that fires with the listening port, or fails with
             L{twisted.internet.error.CannotListenError}.
         """
+        # Before the first connection (amqptx._layout): a transport's
+        # attributes take a few bytes instead of a dictionary of its own.
+        shareTransportNames()
         factory: IProtocolFactory = _ConfiguringFactory(
             protocolFactory,
             replace(

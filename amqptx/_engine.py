@@ -141,7 +141,9 @@ class Engine:
         # The transport's own functions, without the wrapper (amqptx._raw):
         # input, output and ticks come several times per batch of frames.
         self._transport = self.transport._impl
-        self._input = bytearray()
+        # What proton had no room for yet; made when first needed (a server
+        # holds thousands of engines, most with nothing held back).
+        self._input: bytearray | None = None
 
     def _configure(self, settings: ConnectionSettings) -> None:
         """
@@ -205,7 +207,10 @@ class Engine:
             if pushed < 0 or pushed == len(data):
                 return
             data = data[pushed:]
-        pending += data
+        if pending is None:
+            self._input = bytearray(data)
+        else:
+            pending += data
         self.retryInput()
 
     def retryInput(self) -> None:
@@ -217,17 +222,17 @@ class Engine:
             pushed = _raw.pushInput(self._transport, pending)
             if pushed < 0:
                 # The transport takes no more input: the connection is ending.
-                del pending[:]
-                return
+                break
             if not pushed:
                 return
             del pending[:pushed]
+        self._input = None
 
     def inputBuffered(self) -> int:
         """
         @return: how many received bytes wait for room in proton.
         """
-        return len(self._input)
+        return len(self._input) if self._input is not None else 0
 
     def inputRoom(self) -> int:
         """

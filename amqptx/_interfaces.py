@@ -5,7 +5,8 @@ The interfaces of amqptx.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from twisted.internet.interfaces import IProtocol
 from zope.interface import Attribute, Interface
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from ._engine import ConnectionSettings
 
 __all__ = ["IAMQPProtocol", "IProtonHandler"]
+
+_T = TypeVar("_T")
 
 
 class IAMQPProtocol(IProtocol):
@@ -51,6 +54,17 @@ class IAMQPProtocol(IProtocol):
 
         @return: a new Deferred for each call, firing with L{None} after a
             clean close, or failing with why the connection ended.
+        """
+
+    def notifyClosed(observer: Callable[[_T], object], argument: _T) -> None:
+        """
+        Call C{observer(argument)} once the connection has ended (at once if it
+        has): L{whenClosed} without a Deferred, for a server's bookkeeping of
+        its many connections.  It cannot be cancelled, and what the observer
+        raises is logged.
+
+        @param observer: what to call.
+        @param argument: its argument.
         """
 
     def close(condition: str | None, description: str | None) -> Deferred[None]:

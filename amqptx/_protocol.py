@@ -7,8 +7,9 @@ reactor's clock, and proton's events to a handler.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import suppress
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from OpenSSL import SSL
 from proton import Condition, Endpoint, Event, EventType
@@ -50,6 +51,11 @@ __all__ = [
 
 _UNAUTHORIZED = "amqp:unauthorized-access"
 
+_T = TypeVar("_T")
+_log = Logger()
+# A Deferred, or an observer and its argument.
+_Waiter = Deferred[Any] | tuple[Callable[[Any], object], Any]
+
 # Seconds to wait for the peer's Close after sending ours.
 CLOSE_TIMEOUT = 5.0
 
@@ -72,7 +78,8 @@ _HANDSHAKE_TIMEOUT = (
 class Waiters:
     """
     Deferreds waiting for one event that either happens or fails; each can be
-    cancelled on its own.
+    cancelled on its own.  Also observers: plain callables, cheaper than a
+    Deferred, for bookkeeping of many (see L{AMQPProtocol.notifyClosed}).
     """
 
     # Every connection has two, usually with nobody waiting: no dictionary,
@@ -80,18 +87,32 @@ class Waiters:
     __slots__ = ("_waiting",)
 
     def __init__(self) -> None:
-        self._waiting: list[Deferred[Any]] | None = None
+        self._waiting: (
+            list[Deferred[Any] | tuple[Callable[[Any], object], Any]] | None
+        ) = None
+
+    def _add(self, waiter: _Waiter) -> None:
+        if self._waiting is None:
+            self._waiting = [waiter]
+        else:
+            self._waiting.append(waiter)
 
     def new(self) -> Deferred[Any]:
         """
         @return: a new Deferred, fired by the next L{fire}.
         """
         d: Deferred[Any] = Deferred(self._discard)
-        if self._waiting is None:
-            self._waiting = [d]
-        else:
-            self._waiting.append(d)
+        self._add(d)
         return d
+
+    def observe(self, observer: Callable[[_T], object], argument: _T) -> None:
+        """
+        Have the next L{fire} call C{observer(argument)}, whatever the result.
+
+        @param observer: what to call (its exceptions are logged).
+        @param argument: its argument.
+        """
+        self._add((observer, argument))
 
     def _discard(self, d: Deferred[Any]) -> None:
         if self._waiting is not None and d in self._waiting:
@@ -99,7 +120,7 @@ class Waiters:
 
     def fire(self, result: object) -> None:
         """
-        Fire every waiting Deferred.
+        Fire every waiting Deferred, call every observer.
 
         @param result: the result, or a L{Failure} to fail them with.
         """
@@ -108,11 +129,17 @@ class Waiters:
             # The common case, on the per-message path of senders.
             return
         self._waiting = None
-        for d in waiting:
-            if isinstance(result, Failure):
-                d.errback(result)
+        for waiter in waiting:
+            if isinstance(waiter, tuple):
+                observer, argument = waiter
+                try:
+                    observer(argument)
+                except Exception:
+                    _log.failure("Uncaught exception in {observer}", observer=observer)
+            elif isinstance(result, Failure):
+                waiter.errback(result)
             else:
-                d.callback(result)
+                waiter.callback(result)
 
 
 def conditionFields(
@@ -463,6 +490,18 @@ class AMQPProtocol(Protocol):
             return succeed(None) if ended.check(ConnectionDone) else fail(ended)
         closed: Deferred[None] = self._closeWaiters.new()
         return closed
+
+    def notifyClosed(self, observer: Callable[[_T], object], argument: _T) -> None:
+        """
+        See L{IAMQPProtocol.notifyClosed}.
+
+        @param observer: what to call once the connection has ended.
+        @param argument: its argument.
+        """
+        if self._ended is not None:
+            observer(argument)
+        else:
+            self._closeWaiters.observe(observer, argument)
 
     def close(
         self, condition: str | None = None, description: str | None = None

@@ -271,6 +271,30 @@ class OpenCloseTests(SynchronousTestCase):
         self.failureResultOf(closed, AMQPConnectionLost)
         self.failureResultOf(server.whenClosed(), AMQPConnectionLost)
 
+    def test_notifyClosed(self) -> None:
+        """
+        C{notifyClosed} calls its observer with its argument once the
+        connection has ended, however it ended, and at once afterwards; an
+        observer that raises is logged and the others are still called.
+        """
+        client, server, pump = _pair(Clock())
+        seen: list[object] = []
+
+        def broken(argument: object) -> None:
+            raise ZeroDivisionError(argument)
+
+        client.notifyClosed(broken, "first")
+        client.notifyClosed(seen.append, "second")
+        server.notifyClosed(seen.append, "server")
+        pump.flush()
+        self.assertEqual(seen, [])
+        client.transport.loseConnection()  # type: ignore[union-attr]
+        pump.flush()
+        self.assertEqual(sorted(map(str, seen)), ["second", "server"])
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        client.notifyClosed(seen.append, "late")
+        self.assertEqual(seen[-1], "late")
+
     def test_cancelWaiters(self) -> None:
         """
         Cancelling C{whenOpened} or C{whenClosed} only drops that Deferred.

@@ -188,6 +188,20 @@ class ServiceTests(SynchronousTestCase):
         firstPump.flush()
         self.successResultOf(sent)
 
+    def test_closedConnectionsLeave(self) -> None:
+        """
+        A connection that has ended no longer counts against the limit, nor
+        is it kept.
+        """
+        service = self.service(maxConnections=1)
+        first, firstPump = self.connect()
+        closed = self.successResultOf(first).close()
+        firstPump.flush()
+        self.successResultOf(closed)
+        self.assertEqual(service._factory.live, set())
+        second, secondPump = self.connect()
+        self.successResultOf(second)
+
     def test_stopClosesConnections(self) -> None:
         """
         Stopping closes every connection with C{amqp:connection:forced}, and

@@ -226,7 +226,7 @@ class _Consumer:
         # Keyed by proton's delivery (a pointer, see amqptx._raw), settled as
         # soon as its outcome comes.
         self.unsettled: dict[_raw.CData, _Stored] = {}
-        self._tags = itertools.count()
+        self._tags = 0
         self._impl = link._impl
 
     def deliver(self, entry: _Stored) -> None:
@@ -235,7 +235,9 @@ class _Consumer:
 
         @param entry: the message.
         """
-        delivery = _raw.sendMessage(self._impl, b"%d" % next(self._tags), entry.data)
+        tag = self._tags
+        self._tags = tag + 1
+        delivery = _raw.sendMessage(self._impl, b"%d" % tag, entry.data)
         if self.presettled:
             _raw.lib.pn_delivery_settle(delivery)
             if entry.key is not None:

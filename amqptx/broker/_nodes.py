@@ -68,9 +68,11 @@ class _Node:
     def __init__(self, broker: Broker, name: str) -> None:
         self.name = name
         self._broker = broker
-        self._producers: list[_Producer] = []
-        # (A list: an empty deque costs some 700 bytes, per node.)
-        self._waiting: list[_Producer] = []
+        # Lists made on first use (an empty one costs 56 bytes; a server may
+        # have a queue per connection, most with no sender attached).
+        # (Not deques: an empty deque costs some 700 bytes.)
+        self._producers: list[_Producer] | tuple[()] = ()
+        self._waiting: list[_Producer] | tuple[()] = ()
         self.enqueued = 0
         self.delivered = 0
 
@@ -107,15 +109,19 @@ class _Node:
         """
         @param producer: a sending link attached to this node.
         """
-        self._producers.append(producer)
+        if isinstance(self._producers, list):
+            self._producers.append(producer)
+        else:
+            self._producers = [producer]
 
     def removeProducer(self, producer: _Producer) -> None:
         """
         @param producer: a sending link that detached; its unused credit
             becomes room for the others.
         """
-        if producer in self._producers:
-            self._producers.remove(producer)
+        producers = self._producers
+        if isinstance(producers, list) and producer in producers:
+            producers.remove(producer)
         self._wake()
 
     @property
@@ -134,7 +140,10 @@ class _Node:
         if producer.waitingOn is self:
             return
         producer.waitingOn = self
-        self._waiting.append(producer)
+        if isinstance(self._waiting, list):
+            self._waiting.append(producer)
+        else:
+            self._waiting = [producer]
 
     def unwait(self, producer: _Producer) -> None:
         """
@@ -144,6 +153,7 @@ class _Node:
         """
         if producer.waitingOn is self:
             producer.waitingOn = None
+            assert isinstance(self._waiting, list)
             self._waiting.remove(producer)
 
     def _wake(self) -> None:
@@ -151,6 +161,8 @@ class _Node:
         Give room to the sending links waiting for it, in turn.
         """
         waiting = self._waiting
+        if not isinstance(waiting, list):
+            return
         while waiting:
             room = self.room()
             if room is not None and room <= 0:
