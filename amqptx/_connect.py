@@ -42,6 +42,8 @@ def connect(
         endpoint = target
     else:
         endpoint = AMQPClientEndpoint.fromURL(reactor, target, **options)
-    return endpoint.connect(  # type: ignore[return-value]
-        Factory.forProtocol(AMQPConnection)
-    )
+    factory = Factory.forProtocol(AMQPConnection)
+    # A factory per connection: Twisted would log "Starting factory" and
+    # "Stopping factory" for every one.
+    factory.noisy = False
+    return endpoint.connect(factory)  # type: ignore[return-value]

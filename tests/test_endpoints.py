@@ -29,6 +29,7 @@ from twisted.internet.interfaces import (
     IHostnameResolver,
     IHostResolution,
     IProtocol,
+    IProtocolFactory,
     IResolutionReceiver,
     IStreamClientEndpoint,
     IStreamClientEndpointStringParserWithReactor,
@@ -37,6 +38,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import capturedLogs
 from twisted.plugin import IPlugin
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
@@ -1591,6 +1593,26 @@ class ConnectFunctionTests(SynchronousTestCase):
         d = amqptx.connect(self.reactor, endpoint)
         completeConnection(self.reactor)
         self.assertIsInstance(self.successResultOf(d), AMQPConnection)
+
+    def test_quiet(self) -> None:
+        """
+        The factory of each connection does not log its start and stop, as
+        Twisted's factories do by default: one line per connection each.
+        """
+        factories: list[IProtocolFactory] = []
+
+        @implementer(IStreamClientEndpoint)
+        class Recording:
+            def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
+                factories.append(factory)
+                return Deferred()
+
+        amqptx.connect(self.reactor, Recording())
+        [factory] = factories
+        with capturedLogs() as events:
+            factory.doStart()
+            factory.doStop()
+        self.assertEqual(events, [])
 
     def test_urlOptions(self) -> None:
         """
