@@ -222,6 +222,25 @@ class BrokerTests(SynchronousTestCase):
         self.assertEqual(bodies, list(range(5)))
         self.assertEqual(len(self.broker.queues["q"].messages), 0)
 
+    def test_creditTopUp(self) -> None:
+        """
+        A sending link gets a window of 100 credits, topped up to the full
+        window once a quarter of it is used, not before.
+        """
+        client = self.connect()
+        d = client.sender("q")
+        self.flush()
+        sender = self.successResultOf(d)
+        self.assertEqual(sender.link.credit, 100)
+        for i in range(24):
+            sender.send(Message(body=i))
+        self.flush()
+        self.assertEqual(sender.link.credit, 76)
+        sender.send(Message(body=24))
+        self.flush()
+        self.assertEqual(sender.link.credit, 100)
+        self.assertEqual(len(self.broker.queues["q"].messages), 25)
+
     def test_roundRobin(self) -> None:
         """
         Two consumers of one queue share its messages in turn.
