@@ -10,7 +10,6 @@ from collections import deque
 from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar, cast
-from uuid import uuid4
 
 import proton
 from proton import Delivery, Disposition, Endpoint, Event, Message, Terminus
@@ -19,7 +18,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
 from . import _raw
-from ._engine import decodeMessage
+from ._engine import decodeMessage, uniqueId
 from ._errors import (
     AuthenticationFailed,
     LinkDetached,
@@ -884,7 +883,7 @@ class AMQPConnection(AMQPProtocol):
         """
         correlation = message.correlation_id
         if correlation is None:
-            correlation = message.correlation_id = f"amqptx-{uuid4()}"
+            correlation = message.correlation_id = uniqueId()
         clock = self.clock
         assert clock is not None
 

@@ -34,11 +34,11 @@ def _newProcess() -> None:
 os.register_at_fork(after_in_child=_newProcess)
 
 
-def _containerId() -> str:
+def uniqueId() -> str:
     """
-    @return: a new container id, unique among processes: this process's
-        random part (a UUID, made again in a forked child) and a count,
-        cheaper than a UUID per connection.
+    @return: a new id, unique among processes (a container id, a request's
+        correlation id): this process's random part (a UUID, made again in a
+        forked child) and a count, cheaper than a UUID each.
     """
     return f"{_process}-{next(_containerIds)}"
 
@@ -46,7 +46,14 @@ def _containerId() -> str:
 if TYPE_CHECKING:
     from ._sasl import SASLConfig
 
-__all__ = ["ConnectionSettings", "DeliveryReader", "Engine", "Role", "decodeMessage"]
+__all__ = [
+    "ConnectionSettings",
+    "DeliveryReader",
+    "Engine",
+    "Role",
+    "decodeMessage",
+    "uniqueId",
+]
 
 Role = Literal["client", "server"]
 
@@ -153,7 +160,7 @@ class Engine:
         """
         connection, transport = self.connection, self.transport
         if settings.containerId or not connection.container:
-            connection.container = settings.containerId or _containerId()
+            connection.container = settings.containerId or uniqueId()
         if settings.hostname is not None:
             connection.hostname = settings.hostname
         if settings.properties:

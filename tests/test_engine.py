@@ -142,14 +142,14 @@ class EngineTests(SynchronousTestCase):
         child = os.fork()
         if child == 0:  # pragma: no cover (the child)
             try:
-                os.write(write, _engine._containerId().encode())
+                os.write(write, _engine.uniqueId().encode())
             finally:
                 os._exit(0)
         os.close(write)
         os.waitpid(child, 0)
         with os.fdopen(read, "rb") as pipe:
             childId = pipe.read().decode()
-        parentId = _engine._containerId()
+        parentId = _engine.uniqueId()
         self.assertTrue(childId.startswith("amqptx-"), childId)
         self.assertNotEqual(childId.rsplit("-", 1)[0], parentId.rsplit("-", 1)[0])
 
