@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from OpenSSL import SSL
 from proton import Condition, Endpoint, Event, EventType
 from service_identity import VerificationError
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -189,6 +190,34 @@ def eventDelivery(event: Event) -> Delivery:
     delivery = event.delivery
     assert delivery is not None, event
     return delivery
+
+
+def _sendNow(transport: object) -> None:
+    """
+    Have a Twisted TCP transport send what it was given now, instead of at
+    the reactor's next turn.
+
+    A transport's C{write} only buffers: the socket is written once the
+    reactor next finds it writable, one more turn of the reactor (a poll,
+    and the Python around it) between a request read and its answer sent.
+    C{doWrite} is what the reactor would call then (L{IWriteDescriptor});
+    called here, the bytes leave at once, and the transport stops waiting to
+    write if all went (else the reactor writes the rest, as it would have).
+    Its result, when not L{None}, says the connection is lost; the transport
+    then still waits to write, and the reactor's own C{doWrite} finds the
+    same and ends the connection.  A transport that is closing is left to
+    the reactor: C{doWrite} then ends the connection and returns what the
+    reactor must act on.  TLS and in-memory transports are not file
+    descriptors, and keep Twisted's way.
+
+    @param transport: the protocol's transport.
+    """
+    if (
+        isinstance(transport, FileDescriptor)
+        and transport.connected
+        and not transport.disconnecting
+    ):
+        transport.doWrite()
 
 
 def _defaultClock() -> IReactorTime:
@@ -399,7 +428,13 @@ class AMQPProtocol(Protocol):
         if engine is None or self._ended is not None:
             return
         engine.feed(data)
-        self.flush()
+        # What answers this read goes out now (see _sendNow), from the
+        # outermost flush, which subclasses may extend.
+        self._reading = True
+        try:
+            self.flush()
+        finally:
+            self._reading = False
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         """
@@ -555,6 +590,7 @@ class AMQPProtocol(Protocol):
         self._flushing = True
         clock = self.clock
         assert clock is not None
+        wrote = False
         try:
             while True:
                 self._again = False
@@ -564,6 +600,7 @@ class AMQPProtocol(Protocol):
                 output = engine.takeOutput()
                 if output and not self._disconnecting:
                     self.transport.write(output)  # type: ignore[union-attr]
+                    wrote = True
                 if self._yielded:
                     self._waitForPoll()
                     break
@@ -573,6 +610,12 @@ class AMQPProtocol(Protocol):
                     break
         finally:
             self._flushing = False
+        if wrote and self._reading:
+            # The answer to what was just read goes out now, not at the
+            # reactor's next turn: the peer waits for it.  (Not for every
+            # flush: a program that sends many messages in a row flushes
+            # after each, and Twisted sends them all at once.)
+            _sendNow(self.transport)
         self._arm(deadline)
         if engine.outputClosed() and not self._disconnecting:
             if engine.transport.closed or self._error is not None:
@@ -599,6 +642,10 @@ class AMQPProtocol(Protocol):
         """
 
     # --- internals -------------------------------------------------------------------
+
+    # Whether a read is being handled (see dataReceived): a class attribute
+    # until the first read sets it.
+    _reading = False
 
     # Subclasses that handle deliveries and credit themselves, through
     # proton's C functions, set this and override _delivery and _linkFlow

@@ -7,11 +7,17 @@ engine, in memory, against proton's engine on the other side.
 from __future__ import annotations
 
 from proton import Condition, Endpoint, Message
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IProtocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver, StringTransport
+from twisted.internet.testing import (
+    EventLoggingObserver,
+    MemoryReactorClock,
+    StringTransport,
+)
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -639,3 +645,90 @@ class NoDelayTests(SynchronousTestCase):
         client.configure(ConnectionSettings(), Clock())
         client.makeConnection(transport)
         self.assertTrue(transport.noDelay)
+
+
+class _Socket(FileDescriptor):
+    """
+    A Twisted file descriptor over no socket: what it sends is kept.
+    """
+
+    def __init__(self, reactor: MemoryReactorClock) -> None:
+        super().__init__(reactor)
+        self.connected = True
+        self.sent: list[bytes] = []
+
+    def writeSomeData(self, data: bytes) -> int:
+        self.sent.append(bytes(data))
+        return len(data)
+
+    def getPeer(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 1)
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 5672)
+
+
+class SendNowTests(SynchronousTestCase):
+    """
+    On a TCP transport, the answer to what was read leaves at once, not at
+    the reactor's next turn; other output waits for that turn, as Twisted
+    writes.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.socket = _Socket(self.reactor)
+        self.server = TestPeer()
+        self.server.configure(ConnectionSettings(role="server"), Clock())
+        self.server.makeConnection(self.socket)
+        self.client = AMQPConnection()
+        self.client.configure(ConnectionSettings(mechanisms=("ANONYMOUS",)), Clock())
+        self.clientTransport = StringTransport()
+        self.client.makeConnection(self.clientTransport)
+        self.hello = self.clientTransport.value()
+
+    def openBoth(self) -> None:
+        """
+        Carry bytes both ways until both sides have opened.
+        """
+        for _ in range(10):
+            toServer = self.clientTransport.value()
+            self.clientTransport.clear()
+            if toServer:
+                self.server.dataReceived(toServer)
+            toClient = b"".join(self.socket.sent)
+            del self.socket.sent[:]
+            if toClient:
+                self.client.dataReceived(toClient)
+        self.assertTrue(self.server.opened and self.client.opened)
+
+    def test_answerToARead(self) -> None:
+        """
+        The server's answer to the client's first bytes is sent within
+        C{dataReceived}, and the transport no longer waits to write.
+        """
+        self.server.dataReceived(self.hello)
+        self.assertTrue(self.socket.sent)
+        self.assertNotIn(self.socket, self.reactor.getWriters())
+
+    def test_otherOutputWaits(self) -> None:
+        """
+        Output that does not answer a read (a close asked for by the
+        program) is left to the reactor's next turn.
+        """
+        self.openBoth()
+        self.assertNotIn(self.socket, self.reactor.getWriters())
+        self.server.close()
+        self.assertEqual(self.socket.sent, [])
+        self.assertIn(self.socket, self.reactor.getWriters())
+        self.socket.doWrite()
+        self.assertTrue(self.socket.sent)
+
+    def test_closingTransport(self) -> None:
+        """
+        A transport that is closing is left to the reactor, which acts on
+        what its C{doWrite} returns.
+        """
+        self.socket.disconnecting = True
+        self.server.dataReceived(self.hello)
+        self.assertEqual(self.socket.sent, [])
