@@ -200,7 +200,7 @@ def _sendNow(transport: object) -> None:
     A transport's C{write} only buffers: the socket is written once the
     reactor next finds it writable, one more turn of the reactor (a poll,
     and the Python around it) between a request read and its answer sent.
-    C{doWrite} is what the reactor would call then (L{IWriteDescriptor});
+    C{doWrite} is what the reactor would call then (C{IWriteDescriptor});
     called here, the bytes leave at once, and the transport stops waiting to
     write if all went (else the reactor writes the rest, as it would have).
     Its result, when not L{None}, says the connection is lost; the transport
