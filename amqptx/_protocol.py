@@ -88,9 +88,7 @@ class Waiters:
     __slots__ = ("_waiting",)
 
     def __init__(self) -> None:
-        self._waiting: (
-            list[Deferred[Any] | tuple[Callable[[Any], object], Any]] | None
-        ) = None
+        self._waiting: list[_Waiter] | None = None
 
     def _add(self, waiter: _Waiter) -> None:
         if self._waiting is None:
@@ -132,15 +130,21 @@ class Waiters:
         self._waiting = None
         for waiter in waiting:
             if isinstance(waiter, tuple):
-                observer, argument = waiter
-                try:
-                    observer(argument)
-                except Exception:
-                    _log.failure("Uncaught exception in {observer}", observer=observer)
+                _call(*waiter)
             elif isinstance(result, Failure):
                 waiter.errback(result)
             else:
                 waiter.callback(result)
+
+
+def _call(observer: Callable[[_T], object], argument: _T) -> None:
+    """
+    Call an observer, logging what it raises.
+    """
+    try:
+        observer(argument)
+    except Exception:
+        _log.failure("Uncaught exception in {observer}", observer=observer)
 
 
 def conditionFields(
@@ -534,7 +538,7 @@ class AMQPProtocol(Protocol):
         @param argument: its argument.
         """
         if self._ended is not None:
-            observer(argument)
+            _call(observer, argument)
         else:
             self._closeWaiters.observe(observer, argument)
 

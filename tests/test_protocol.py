@@ -300,6 +300,8 @@ class OpenCloseTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
         client.notifyClosed(seen.append, "late")
         self.assertEqual(seen[-1], "late")
+        client.notifyClosed(broken, "late too")
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
     def test_cancelWaiters(self) -> None:
         """
