@@ -21,7 +21,7 @@ from proton import Collector, Connection, Delivery, Event, Message, Transport
 
 from . import _raw
 
-_containerIds = count(1)
+_ids = count(1)
 _process = f"amqptx-{uuid4()}"
 
 
@@ -40,7 +40,7 @@ def uniqueId() -> str:
         correlation id): this process's random part (a UUID, made again in a
         forked child) and a count, cheaper than a UUID each.
     """
-    return f"{_process}-{next(_containerIds)}"
+    return f"{_process}-{next(_ids)}"
 
 
 if TYPE_CHECKING:
