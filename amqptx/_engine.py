@@ -225,6 +225,9 @@ class Engine:
         Push buffered input into proton, as much as it has room for.
         """
         pending = self._input
+        if pending is None:
+            # The common case, called once per round of every flush.
+            return
         while pending:
             pushed = _raw.pushInput(self._transport, pending)
             if pushed < 0:
