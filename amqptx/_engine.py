@@ -259,7 +259,8 @@ class Engine:
 
     def takeOutput(self) -> bytes:
         """
-        Take every byte proton has for the peer.
+        Take what proton has for the peer, up to 256 KiB at a time (call
+        again for more).
 
         @return: the bytes to write, possibly empty.
         """

@@ -17,7 +17,7 @@ from service_identity import VerificationError
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -230,7 +230,7 @@ def _defaultClock() -> IReactorTime:
     return reactor
 
 
-@implementer(IAMQPProtocol)
+@implementer(IAMQPProtocol, IPushProducer)
 class AMQPProtocol(Protocol):
     """
     One AMQP 1.0 connection, client or server, on a Twisted transport.
@@ -244,6 +244,10 @@ class AMQPProtocol(Protocol):
     API calls made from outside proton's event dispatch (a Deferred callback
     that creates a link, say) must be followed by L{flush} so that their
     frames go out at once; amqptx's own APIs do that.
+
+    On a TCP transport the protocol is also the transport's producer
+    (L{IPushProducer}): once Twisted holds more than its buffer's worth of
+    output, proton keeps the rest until Twisted has sent what it holds.
 
     @ivar settings: what this side says and requires (set by L{configure}).
     @ivar clock: the clock for heartbeats (set by L{configure}, defaulting to
@@ -349,6 +353,11 @@ class AMQPProtocol(Protocol):
             # only hold the last piece of each back.
             with suppress(OSError):
                 noDelay(True)
+        if isinstance(self.transport, FileDescriptor):
+            # Twisted joins what it was given and not yet sent into one
+            # string before each send: megabytes handed over at once are
+            # copied again and again.  Proton keeps them instead.
+            self.transport.registerProducer(self, True)
         settings = self.settings
         if settings.role == "server" and settings.sasl is not None:
             assert self.transport is not None
@@ -601,25 +610,27 @@ class AMQPProtocol(Protocol):
                 engine.retryInput()
                 self._dispatchAll(engine, DELIVERY_BUDGET)
                 deadline = engine.tick(clock.seconds())
-                output = engine.takeOutput()
-                if output and not self._disconnecting:
-                    self.transport.write(output)  # type: ignore[union-attr]
-                    wrote = True
+                wrote = self._write(engine) or wrote
                 if self._yielded:
                     self._waitForPoll()
-                    break
-                if self._again or engine.hasEvents():
+                elif self._again or engine.hasEvents():
                     continue
-                if not engine.inputBuffered() or engine.inputRoom() <= 0:
+                elif engine.inputBuffered() and engine.inputRoom() > 0:
+                    continue
+                if not (wrote and self._reading):
+                    break
+                # The answer to what was just read goes out now, not at the
+                # reactor's next turn: the peer waits for it.  (Not for every
+                # flush: a program that sends many messages in a row flushes
+                # after each, and Twisted sends them all at once.)  Twisted
+                # asks for more if it sent all it held (resumeProducing sets
+                # _again): proton may have kept some back.
+                wrote = False
+                _sendNow(self.transport)
+                if self._yielded or not self._again:
                     break
         finally:
             self._flushing = False
-        if wrote and self._reading:
-            # The answer to what was just read goes out now, not at the
-            # reactor's next turn: the peer waits for it.  (Not for every
-            # flush: a program that sends many messages in a row flushes
-            # after each, and Twisted sends them all at once.)
-            _sendNow(self.transport)
         self._arm(deadline)
         if engine.outputClosed() and not self._disconnecting:
             if engine.transport.closed or self._error is not None:
@@ -635,7 +646,62 @@ class AMQPProtocol(Protocol):
             timer.cancel()
         if not self._disconnecting:
             self._disconnecting = True
+            # Twisted closes a transport with a producer only once the
+            # producer is gone; all of proton's output has been taken.
+            self._leaveTransport()
             self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def _write(self, engine: Engine) -> bool:
+        """
+        Give the transport proton's output, unless the transport holds
+        enough (see L{pauseProducing}).
+
+        @return: whether anything was written.
+        """
+        wrote = False
+        while not self._outputHeld and not self._disconnecting:
+            output = engine.takeOutput()
+            if not output:
+                break
+            self.transport.write(output)  # type: ignore[union-attr]
+            wrote = True
+        return wrote
+
+    # Whether the transport asked for no more output for now: a class
+    # attribute until the first time it does.
+    _outputHeld = False
+
+    def pauseProducing(self) -> None:
+        """
+        The transport holds more output than it wants: proton keeps what
+        comes next until L{resumeProducing}.  Reading goes on.
+        """
+        self._outputHeld = True
+
+    def resumeProducing(self) -> None:
+        """
+        The transport sent what it held: give it proton's output again.
+        """
+        self._outputHeld = False
+        self.flush()
+        transport = self.transport
+        if getattr(transport, "disconnecting", False) and not self._outputHeld:
+            # Someone closed the transport: it closes once its producer is
+            # gone, now that what proton had is written.
+            self._leaveTransport()
+
+    def _leaveTransport(self) -> None:
+        """
+        Stop being the transport's producer, if it is.
+        """
+        transport = self.transport
+        if isinstance(transport, FileDescriptor) and transport.producer is self:
+            transport.unregisterProducer()
+
+    def stopProducing(self) -> None:
+        """
+        The transport is gone; L{connectionLost} follows, and does the rest.
+        """
 
     def flushed(self) -> None:
         """

@@ -12,6 +12,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IProtocol
+from twisted.internet.main import CONNECTION_DONE
 from twisted.internet.task import Clock
 from twisted.internet.testing import (
     EventLoggingObserver,
@@ -734,3 +735,177 @@ class SendNowTests(SynchronousTestCase):
         self.socket.disconnecting = True
         self.server.dataReceived(self.hello)
         self.assertEqual(self.socket.sent, [])
+
+
+class _Counting(_Socket):
+    """
+    A L{_Socket} that counts what it was given, to tell what it holds.
+    """
+
+    given = 0
+    mostHeld = 0
+
+    def write(self, data: bytes) -> None:
+        self.given += len(data)
+        super().write(data)
+        self.mostHeld = max(self.mostHeld, self.held())
+
+    def held(self) -> int:
+        """
+        @return: how many bytes it was given and has not sent.
+        """
+        return self.given - sum(len(piece) for piece in self.sent)
+
+
+class OutputFlowTests(SynchronousTestCase):
+    """
+    On a TCP transport the protocol is the transport's producer: once the
+    transport holds more than its buffer's worth, proton keeps the rest of
+    the output until the transport has sent what it holds.
+    """
+
+    # A message much larger than Twisted's buffer (64 KiB) and than one
+    # take of proton's output (256 KiB).
+    body = bytes(range(256)) * 4096
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.socket = _Counting(self.reactor)
+        self.client = AMQPConnection()
+        self.client.configure(ConnectionSettings(mechanisms=("ANONYMOUS",)), Clock())
+        self.client.makeConnection(self.socket)
+        self.peer = TestPeer()
+        self.peer.configure(ConnectionSettings(role="server"), Clock())
+        self.peerTransport = StringTransport()
+        self.peer.makeConnection(self.peerTransport)
+
+    def toPeer(self) -> None:
+        """
+        Have the socket send what it holds, and the peer read it.
+        """
+        while self.socket in self.reactor.getWriters():
+            self.assertIsNone(self.socket.doWrite())
+        data = b"".join(self.socket.sent[self.delivered :])
+        self.delivered = len(self.socket.sent)
+        if data:
+            self.peer.dataReceived(data)
+
+    delivered = 0
+
+    def toClient(self) -> None:
+        """
+        Have the client read what the peer wrote.
+        """
+        data = self.peerTransport.value()
+        self.peerTransport.clear()
+        if data:
+            self.client.dataReceived(data)
+
+    def exchange(self) -> None:
+        """
+        Carry bytes both ways until neither side has more to say.
+        """
+        for _ in range(50):
+            self.toPeer()
+            self.toClient()
+            if (
+                not self.peerTransport.value()
+                and self.socket.held() == 0
+                and self.delivered == len(self.socket.sent)
+            ):
+                return
+        self.fail("the two sides kept talking")
+
+    def test_registered(self) -> None:
+        """
+        The protocol is the streaming producer of a TCP transport, and of no
+        other kind of transport.
+        """
+        self.assertIs(self.socket.producer, self.client)
+        self.assertTrue(self.socket.streamingProducer)
+        self.assertIsNone(self.peerTransport.producer)
+
+    def test_heldByProton(self) -> None:
+        """
+        A message sent by the program (not in answer to a read) is handed to
+        the transport a piece at a time as the transport sends: the transport
+        never holds much more than its buffer; the peer gets it whole.
+        """
+        self.exchange()
+        sender = self.client.sender("q")
+        self.exchange()
+        d = self.successResultOf(sender).send(Message(body=self.body))
+        self.assertGreater(self.client.engine.transport.pending(), 0)  # type: ignore[union-attr]
+        self.assertLessEqual(self.socket.held(), self.socket.bufferSize + 256 * 1024)
+        self.exchange()
+        self.assertEqual([m.body for _, m in self.peer.received], [self.body])
+        self.successResultOf(d)
+        self.assertLessEqual(self.socket.mostHeld, self.socket.bufferSize + 256 * 1024)
+
+    def test_answerToARead(self) -> None:
+        """
+        An answer to a read larger than the transport's buffer (a message
+        that waited for credit) still leaves within that read, when the
+        socket takes it all.
+        """
+        self.exchange()
+        d = self.client.send("q", Message(body=self.body))
+        self.toPeer()
+        self.assertEqual(self.peer.received, [])
+        # The peer's Attach and credit: the client sends the message now.
+        self.toClient()
+        self.assertNotIn(self.socket, self.reactor.getWriters())
+        self.assertEqual(self.socket.held(), 0)
+        self.assertEqual(self.client.engine.transport.pending(), 0)  # type: ignore[union-attr]
+        self.assertLessEqual(self.socket.mostHeld, self.socket.bufferSize + 256 * 1024)
+        self.toPeer()
+        self.assertEqual([m.body for _, m in self.peer.received], [self.body])
+        self.toClient()
+        self.successResultOf(d)
+
+    def test_closedByAnother(self) -> None:
+        """
+        A transport closed by someone else while proton keeps output sends
+        that output, then closes.
+        """
+        body = bytes(900 * 1024)
+        self.exchange()
+        attached = self.client.sender("q")
+        self.exchange()
+        self.successResultOf(attached).send(Message(body=body))
+        self.assertGreater(self.client.engine.transport.pending(), 0)  # type: ignore[union-attr]
+        self.socket.loseConnection()
+        result = None
+        # As the reactor does: write while the transport waits to.
+        while result is None and self.socket in self.reactor.getWriters():
+            result = self.socket.doWrite()
+        self.assertIs(result, CONNECTION_DONE)
+        self.peer.dataReceived(b"".join(self.socket.sent[self.delivered :]))
+        self.assertEqual([m.body for _, m in self.peer.received], [body])
+
+    def test_closedByProtocol(self) -> None:
+        """
+        The protocol stops being the transport's producer when it closes
+        the transport itself, which then closes.
+        """
+        self.exchange()
+        self.client.close()
+        self.exchange()
+        self.assertTrue(self.socket.disconnecting)
+        self.assertIsNone(self.socket.producer)
+        self.assertIs(self.socket.doWrite(), CONNECTION_DONE)
+
+    def test_closedByAnotherWhenFull(self) -> None:
+        """
+        A transport closed by someone else while its buffer is full closes
+        once it has sent it, also when proton then has nothing more (Twisted
+        asks a paused producer for more instead of closing).
+        """
+        self.exchange()
+        self.socket.write(b"x" * (self.socket.bufferSize + 1))
+        self.assertTrue(self.socket.producerPaused)
+        self.socket.loseConnection()
+        result = None
+        while result is None and self.socket in self.reactor.getWriters():
+            result = self.socket.doWrite()
+        self.assertIs(result, CONNECTION_DONE)
