@@ -62,6 +62,8 @@ _settle = _raw.lib.pn_delivery_settle
 _remoteState = _raw.lib.pn_delivery_remote_state
 _isSettled = _raw.lib.pn_delivery_settled
 _deliveryLink = _raw.lib.pn_delivery_link
+_update = _raw.lib.pn_delivery_update
+_incref = _raw.lib.pn_incref
 _encodeMessage = _raw.encodeMessage
 _sendMessage = _raw.sendMessage
 _ACCEPTED = _raw.ACCEPTED
@@ -469,12 +471,24 @@ class ReceivedMessage:
     @ivar settled: whether this side has settled it.
     """
 
-    def __init__(self, receiver: Receiver, delivery: Delivery, message: Message):
+    def __init__(self, receiver: Receiver, delivery: _raw.CData, message: Message):
+        """
+        @param receiver: the receiver it arrived on.
+        @param delivery: its delivery, a pointer into proton: held here
+            (as proton's C{Delivery} would hold it) until this is gone.
+        @param message: the decoded message.
+        """
         self.message = message
         self._receiver = receiver
         self._link = receiver.link
-        self._delivery = delivery
-        self.settled = bool(delivery.settled)
+        _incref(delivery)
+        self._impl = delivery
+        self.settled = bool(_isSettled(delivery))
+
+    def __del__(
+        self, _decref: Callable[[_raw.CData], None] = _raw.lib.pn_decref
+    ) -> None:
+        _decref(self._impl)
 
     @property
     def body(self) -> Any:
@@ -498,9 +512,15 @@ class ReceivedMessage:
         @param condition: an error condition name to give, or L{None}.
         @param description: the condition's description.
         """
-        if condition is not None:
-            self._delivery.local.condition = proton.Condition(condition, description)
-        self._settle(Disposition.REJECTED)
+        if condition is None:
+            self._settle(Disposition.REJECTED)
+            return
+        error = proton.Condition(condition, description)
+
+        def local(disposition: Disposition) -> None:
+            disposition.condition = error
+
+        self._settle(Disposition.REJECTED, local)
 
     def release(self) -> None:
         """
@@ -517,12 +537,23 @@ class ReceivedMessage:
         @param deliveryFailed: count this as a failed delivery.
         @param undeliverableHere: ask the peer not to send it here again.
         """
-        local = self._delivery.local
-        local.failed = deliveryFailed
-        local.undeliverable = undeliverableHere
-        self._settle(Disposition.MODIFIED)
 
-    def _settle(self, state: int) -> None:
+        def local(disposition: Disposition) -> None:
+            disposition.failed = deliveryFailed
+            disposition.undeliverable = undeliverableHere
+
+        self._settle(Disposition.MODIFIED, local)
+
+    def _settle(
+        self, state: int, local: Callable[[Disposition], None] | None = None
+    ) -> None:
+        """
+        Settle with an outcome, unless settled already.
+
+        @param state: the outcome.
+        @param local: sets the outcome's fields on the delivery's local
+            disposition (through proton's wrapper), if it has any.
+        """
         if self.settled:
             return
         self.settled = True
@@ -531,8 +562,14 @@ class ReceivedMessage:
             # the message to someone again, or to this receiver once it is
             # attached again.
             return
-        self._delivery.update(state)
-        self._delivery.settle()
+        impl = self._impl
+        if local is None:
+            _update(impl, state)
+        else:
+            delivery = _raw.wrapDelivery(impl)
+            local(delivery.local)
+            delivery.update(state)
+        _settle(impl)
         self._receiver._connection.flush()
 
 
@@ -688,7 +725,7 @@ class Receiver(_Link):
         if isinstance(data, _raw.Read):
             return
         message = decodeMessage(data)
-        received = ReceivedMessage(self, _raw.wrapDelivery(delivery), message)
+        received = ReceivedMessage(self, delivery, message)
         if self._onMessage is not None:
             self._onMessage(self._handOut(received))
         elif self._getters:
