@@ -245,9 +245,10 @@ class AMQPProtocol(Protocol):
     that creates a link, say) must be followed by L{flush} so that their
     frames go out at once; amqptx's own APIs do that.
 
-    On a TCP transport the protocol is also the transport's producer
-    (L{IPushProducer}): once Twisted holds more than its buffer's worth of
-    output, proton keeps the rest until Twisted has sent what it holds.
+    On a socket transport (TCP; not TLS, whose closing waits for producers to
+    leave) the protocol is also the transport's producer (L{IPushProducer}):
+    once Twisted holds more than its buffer's worth of output, proton keeps
+    the rest until Twisted has sent what it holds.
 
     @ivar settings: what this side says and requires (set by L{configure}).
     @ivar clock: the clock for heartbeats (set by L{configure}, defaulting to
