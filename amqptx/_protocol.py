@@ -20,6 +20,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -224,6 +225,17 @@ def _sendNow(transport: object) -> None:
         transport.doWrite()
 
 
+def _socketOf(transport: object) -> FileDescriptor | None:
+    """
+    @param transport: a protocol's transport.
+    @return: the socket transport it is, or that Twisted's TLS runs on, or
+        L{None} (an in-memory transport, TLS started on a TCP transport).
+    """
+    if isinstance(transport, TLSMemoryBIOProtocol):
+        transport = transport.transport
+    return transport if isinstance(transport, FileDescriptor) else None
+
+
 def _defaultClock() -> IReactorTime:
     from twisted.internet import reactor
 
@@ -245,10 +257,10 @@ class AMQPProtocol(Protocol):
     that creates a link, say) must be followed by L{flush} so that their
     frames go out at once; amqptx's own APIs do that.
 
-    On a socket transport (TCP; not TLS, whose closing waits for producers to
-    leave) the protocol is also the transport's producer (L{IPushProducer}):
-    once Twisted holds more than its buffer's worth of output, proton keeps
-    the rest until Twisted has sent what it holds.
+    The protocol is also the producer (L{IPushProducer}) of the socket under
+    its transport (a TCP transport, or the one under Twisted's TLS): once
+    Twisted holds more than its buffer's worth of output, proton keeps the
+    rest until Twisted has sent what it holds.
 
     @ivar settings: what this side says and requires (set by L{configure}).
     @ivar clock: the clock for heartbeats (set by L{configure}, defaulting to
@@ -354,11 +366,14 @@ class AMQPProtocol(Protocol):
             # only hold the last piece of each back.
             with suppress(OSError):
                 noDelay(True)
-        if isinstance(self.transport, FileDescriptor):
+        socket = _socketOf(self.transport)
+        if socket is not None:
             # Twisted joins what it was given and not yet sent into one
             # string before each send: megabytes handed over at once are
-            # copied again and again.  Proton keeps them instead.
-            self.transport.registerProducer(self, True)
+            # copied again and again.  Proton keeps them instead.  (Under
+            # TLS, on the socket: a TLS transport with a producer of its own
+            # closes only once that producer leaves.)
+            socket.registerProducer(self, True)
         settings = self.settings
         if settings.role == "server" and settings.sasl is not None:
             assert self.transport is not None
@@ -685,19 +700,24 @@ class AMQPProtocol(Protocol):
         """
         self._outputHeld = False
         self.flush()
-        transport = self.transport
-        if getattr(transport, "disconnecting", False) and not self._outputHeld:
-            # Someone closed the transport: it closes once its producer is
-            # gone, now that what proton had is written.
+        if self._outputHeld:
+            return
+        socket = _socketOf(self.transport)
+        if (socket is not None and socket.disconnecting) or getattr(
+            self.transport, "disconnecting", False
+        ):
+            # Someone closed the transport (or TLS closed the socket): a
+            # socket closes once its producer is gone, now that what proton
+            # had is written.
             self._leaveTransport()
 
     def _leaveTransport(self) -> None:
         """
-        Stop being the transport's producer, if it is.
+        Stop being the socket's producer, if it is.
         """
-        transport = self.transport
-        if isinstance(transport, FileDescriptor) and transport.producer is self:
-            transport.unregisterProducer()
+        socket = _socketOf(self.transport)
+        if socket is not None and socket.producer is self:
+            socket.unregisterProducer()
 
     def stopProducing(self) -> None:
         """

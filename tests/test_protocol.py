@@ -6,6 +6,8 @@ engine, in memory, against proton's engine on the other side.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from proton import Condition, Endpoint, Message
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.address import IPv4Address
@@ -13,6 +15,8 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IProtocol
 from twisted.internet.main import CONNECTION_DONE
+from twisted.internet.protocol import Factory
+from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
 from twisted.internet.task import Clock
 from twisted.internet.testing import (
     EventLoggingObserver,
@@ -20,6 +24,7 @@ from twisted.internet.testing import (
     StringTransport,
 )
 from twisted.logger import globalLogPublisher
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -36,6 +41,8 @@ from amqptx import (
 )
 from amqptx._protocol import CLOSE_TIMEOUT, DELIVERY_BUDGET
 from amqptx.testing import IOPump, TestPeer, connectPair
+
+from ._certs import sharedPKI
 
 AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
 SASL_HEADER = b"AMQP\x03\x01\x00\x00"
@@ -757,11 +764,19 @@ class _Counting(_Socket):
         return self.given - sum(len(piece) for piece in self.sent)
 
 
-class OutputFlowTests(SynchronousTestCase):
+if TYPE_CHECKING:
+    _Base = SynchronousTestCase
+else:
+    _Base = object
+
+
+class _OutputFlowMixin(_Base):
     """
-    On a TCP transport the protocol is the transport's producer: once the
-    transport holds more than its buffer's worth, proton keeps the rest of
-    the output until the transport has sent what it holds.
+    What holds for the protocol as the producer of the socket under its
+    transport, with or without TLS.  Subclasses connect C{client} to
+    C{socket} and C{peer} to C{peerTransport}, and name the protocols that
+    read each side's bytes (C{clientWire}, C{peerWire}: the TLS layers, if
+    any, which write through the aggregators of C{tlsClock}).
     """
 
     # A message much larger than Twisted's buffer (64 KiB) and than one
@@ -771,24 +786,30 @@ class OutputFlowTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
         self.socket = _Counting(self.reactor)
+        self.tlsClock = Clock()
         self.client = AMQPConnection()
         self.client.configure(ConnectionSettings(mechanisms=("ANONYMOUS",)), Clock())
-        self.client.makeConnection(self.socket)
         self.peer = TestPeer()
         self.peer.configure(ConnectionSettings(role="server"), Clock())
         self.peerTransport = StringTransport()
-        self.peer.makeConnection(self.peerTransport)
+        self.clientWire: IProtocol = self.client
+        self.peerWire: IProtocol = self.peer
 
-    def toPeer(self) -> None:
+    def toPeer(self) -> object:
         """
         Have the socket send what it holds, and the peer read it.
+
+        @return: what the socket's last C{doWrite} returned.
         """
-        while self.socket in self.reactor.getWriters():
-            self.assertIsNone(self.socket.doWrite())
+        self.tlsClock.advance(0)
+        result = None
+        while result is None and self.socket in self.reactor.getWriters():
+            result = self.socket.doWrite()
         data = b"".join(self.socket.sent[self.delivered :])
         self.delivered = len(self.socket.sent)
         if data:
-            self.peer.dataReceived(data)
+            self.peerWire.dataReceived(data)
+        return result
 
     delivered = 0
 
@@ -796,18 +817,20 @@ class OutputFlowTests(SynchronousTestCase):
         """
         Have the client read what the peer wrote.
         """
+        self.tlsClock.advance(0)
         data = self.peerTransport.value()
         self.peerTransport.clear()
         if data:
-            self.client.dataReceived(data)
+            self.clientWire.dataReceived(data)
 
     def exchange(self) -> None:
         """
         Carry bytes both ways until neither side has more to say.
         """
         for _ in range(50):
-            self.toPeer()
+            self.assertIsNone(self.toPeer())
             self.toClient()
+            self.tlsClock.advance(0)
             if (
                 not self.peerTransport.value()
                 and self.socket.held() == 0
@@ -815,6 +838,55 @@ class OutputFlowTests(SynchronousTestCase):
             ):
                 return
         self.fail("the two sides kept talking")
+
+    def test_heldByProton(self) -> None:
+        """
+        A message sent by the program (not in answer to a read) is handed to
+        the transport a piece at a time as the socket sends: the socket never
+        holds much more than its buffer; the peer gets it whole.
+        """
+        self.exchange()
+        sender = self.client.sender("q")
+        self.exchange()
+        d = self.successResultOf(sender).send(Message(body=self.body))
+        self.tlsClock.advance(0)
+        engine = self.client.engine
+        assert engine is not None
+        self.assertGreater(engine.transport.pending(), 0)
+        self.assertLessEqual(self.socket.held(), self.socket.bufferSize + 256 * 1024)
+        self.exchange()
+        self.assertEqual([m.body for _, m in self.peer.received], [self.body])
+        self.successResultOf(d)
+        self.assertLessEqual(self.socket.mostHeld, self.socket.bufferSize + 256 * 1024)
+
+    def test_closedByProtocol(self) -> None:
+        """
+        The protocol stops being the socket's producer when it closes its
+        transport itself; the socket then closes.
+        """
+        self.exchange()
+        self.client.close()
+        result = None
+        for _ in range(20):
+            result = self.toPeer()
+            if result is not None:
+                break
+            self.toClient()
+        self.assertIsNone(self.socket.producer)
+        self.assertIs(result, CONNECTION_DONE)
+
+
+class OutputFlowTests(_OutputFlowMixin, SynchronousTestCase):
+    """
+    On a TCP transport the protocol is the transport's producer: once the
+    transport holds more than its buffer's worth, proton keeps the rest of
+    the output until the transport has sent what it holds.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.client.makeConnection(self.socket)
+        self.peer.makeConnection(self.peerTransport)
 
     def test_registered(self) -> None:
         """
@@ -824,23 +896,6 @@ class OutputFlowTests(SynchronousTestCase):
         self.assertIs(self.socket.producer, self.client)
         self.assertTrue(self.socket.streamingProducer)
         self.assertIsNone(self.peerTransport.producer)
-
-    def test_heldByProton(self) -> None:
-        """
-        A message sent by the program (not in answer to a read) is handed to
-        the transport a piece at a time as the transport sends: the transport
-        never holds much more than its buffer; the peer gets it whole.
-        """
-        self.exchange()
-        sender = self.client.sender("q")
-        self.exchange()
-        d = self.successResultOf(sender).send(Message(body=self.body))
-        self.assertGreater(self.client.engine.transport.pending(), 0)  # type: ignore[union-attr]
-        self.assertLessEqual(self.socket.held(), self.socket.bufferSize + 256 * 1024)
-        self.exchange()
-        self.assertEqual([m.body for _, m in self.peer.received], [self.body])
-        self.successResultOf(d)
-        self.assertLessEqual(self.socket.mostHeld, self.socket.bufferSize + 256 * 1024)
 
     def test_answerToARead(self) -> None:
         """
@@ -883,18 +938,6 @@ class OutputFlowTests(SynchronousTestCase):
         self.peer.dataReceived(b"".join(self.socket.sent[self.delivered :]))
         self.assertEqual([m.body for _, m in self.peer.received], [body])
 
-    def test_closedByProtocol(self) -> None:
-        """
-        The protocol stops being the transport's producer when it closes
-        the transport itself, which then closes.
-        """
-        self.exchange()
-        self.client.close()
-        self.exchange()
-        self.assertTrue(self.socket.disconnecting)
-        self.assertIsNone(self.socket.producer)
-        self.assertIs(self.socket.doWrite(), CONNECTION_DONE)
-
     def test_closedByAnotherWhenFull(self) -> None:
         """
         A transport closed by someone else while its buffer is full closes
@@ -908,4 +951,75 @@ class OutputFlowTests(SynchronousTestCase):
         result = None
         while result is None and self.socket in self.reactor.getWriters():
             result = self.socket.doWrite()
+        self.assertIs(result, CONNECTION_DONE)
+
+
+class TLSOutputFlowTests(_OutputFlowMixin, SynchronousTestCase):
+    """
+    Under Twisted's TLS the protocol is the producer of the socket the TLS
+    transport writes to (a TLS transport with a producer would close only
+    once the producer leaves).
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        pki = sharedPKI()
+        with open(pki.serverCombined, "rb") as pem:
+            serverOptions = PrivateCertificate.loadPEM(pem.read()).options()
+        with open(pki.caCert, "rb") as pem:
+            authority = Certificate.loadPEM(pem.read())
+        clientTLS = TLSMemoryBIOFactory(
+            optionsForClientTLS("localhost", trustRoot=authority),
+            True,
+            Factory.forProtocol(lambda: self.client),
+            self.tlsClock,
+        )
+        serverTLS = TLSMemoryBIOFactory(
+            serverOptions, False, Factory.forProtocol(lambda: self.peer), self.tlsClock
+        )
+        self.clientWire = self.tlsClient = clientTLS.buildProtocol(None)
+        self.peerWire = serverTLS.buildProtocol(None)
+        self.tlsClient.makeConnection(self.socket)
+        self.peerWire.makeConnection(self.peerTransport)
+
+    def test_registered(self) -> None:
+        """
+        The protocol's transport is the TLS one; its producer registration
+        is with the socket under it.
+        """
+        self.assertIs(self.client.transport, self.tlsClient)
+        self.assertIs(self.socket.producer, self.client)
+        self.assertIsNone(self.peerTransport.producer)
+
+    def test_closedByTLS(self) -> None:
+        """
+        TLS closes the socket itself (after its shutdown, or when a handshake
+        fails), and the socket closes also when its buffer was full and
+        proton has nothing more.
+        """
+        self.exchange()
+        self.socket.write(b"x" * (self.socket.bufferSize + 1))
+        self.assertTrue(self.socket.producerPaused)
+        self.socket.loseConnection()
+        result = None
+        while result is None and self.socket in self.reactor.getWriters():
+            result = self.socket.doWrite()
+        self.assertIs(result, CONNECTION_DONE)
+
+    def test_closedByAnother(self) -> None:
+        """
+        A TLS transport closed by someone else while proton keeps output
+        closes once the TLS shutdown is done.
+        """
+        self.exchange()
+        attached = self.client.sender("q")
+        self.exchange()
+        self.successResultOf(attached).send(Message(body=self.body))
+        self.tlsClient.loseConnection()
+        result = None
+        for _ in range(50):
+            result = self.toPeer()
+            if result is not None:
+                break
+            self.toClient()
         self.assertIs(result, CONNECTION_DONE)
