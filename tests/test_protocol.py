@@ -802,9 +802,7 @@ class _OutputFlowMixin(_Base):
         @return: what the socket's last C{doWrite} returned.
         """
         self.tlsClock.advance(0)
-        result = None
-        while result is None and self.socket in self.reactor.getWriters():
-            result = self.socket.doWrite()
+        result = self.drain()
         data = b"".join(self.socket.sent[self.delivered :])
         self.delivered = len(self.socket.sent)
         if data:
@@ -839,6 +837,44 @@ class _OutputFlowMixin(_Base):
                 return
         self.fail("the two sides kept talking")
 
+    def drain(self) -> object:
+        """
+        Write as the reactor does: while the socket waits to.
+
+        @return: what its last C{doWrite} returned.
+        """
+        result = None
+        while result is None and self.socket in self.reactor.getWriters():
+            result = self.socket.doWrite()
+        return result
+
+    def untilClosed(self) -> object:
+        """
+        Carry bytes both ways until the socket closes (or 50 rounds).
+
+        @return: what the socket's last C{doWrite} returned.
+        """
+        result = None
+        for _ in range(50):
+            result = self.toPeer()
+            if result is not None:
+                break
+            self.toClient()
+        return result
+
+    def test_socketClosedWhenFull(self) -> None:
+        """
+        A socket closed (by whoever uses it, or by TLS after its shutdown or
+        a failed handshake) while its buffer is full closes once it has sent
+        it, also when proton then has nothing more: Twisted asks a paused
+        producer for more instead of closing.
+        """
+        self.exchange()
+        self.socket.write(b"x" * (self.socket.bufferSize + 1))
+        self.assertTrue(self.socket.producerPaused)
+        self.socket.loseConnection()
+        self.assertIs(self.drain(), CONNECTION_DONE)
+
     def test_heldByProton(self) -> None:
         """
         A message sent by the program (not in answer to a read) is handed to
@@ -866,12 +902,7 @@ class _OutputFlowMixin(_Base):
         """
         self.exchange()
         self.client.close()
-        result = None
-        for _ in range(20):
-            result = self.toPeer()
-            if result is not None:
-                break
-            self.toClient()
+        result = self.untilClosed()
         self.assertIsNone(self.socket.producer)
         self.assertIs(result, CONNECTION_DONE)
 
@@ -930,28 +961,9 @@ class OutputFlowTests(_OutputFlowMixin, SynchronousTestCase):
         self.successResultOf(attached).send(Message(body=body))
         self.assertGreater(self.client.engine.transport.pending(), 0)  # type: ignore[union-attr]
         self.socket.loseConnection()
-        result = None
-        # As the reactor does: write while the transport waits to.
-        while result is None and self.socket in self.reactor.getWriters():
-            result = self.socket.doWrite()
-        self.assertIs(result, CONNECTION_DONE)
+        self.assertIs(self.drain(), CONNECTION_DONE)
         self.peer.dataReceived(b"".join(self.socket.sent[self.delivered :]))
         self.assertEqual([m.body for _, m in self.peer.received], [body])
-
-    def test_closedByAnotherWhenFull(self) -> None:
-        """
-        A transport closed by someone else while its buffer is full closes
-        once it has sent it, also when proton then has nothing more (Twisted
-        asks a paused producer for more instead of closing).
-        """
-        self.exchange()
-        self.socket.write(b"x" * (self.socket.bufferSize + 1))
-        self.assertTrue(self.socket.producerPaused)
-        self.socket.loseConnection()
-        result = None
-        while result is None and self.socket in self.reactor.getWriters():
-            result = self.socket.doWrite()
-        self.assertIs(result, CONNECTION_DONE)
 
 
 class TLSOutputFlowTests(_OutputFlowMixin, SynchronousTestCase):
@@ -991,21 +1003,6 @@ class TLSOutputFlowTests(_OutputFlowMixin, SynchronousTestCase):
         self.assertIs(self.socket.producer, self.client)
         self.assertIsNone(self.peerTransport.producer)
 
-    def test_closedByTLS(self) -> None:
-        """
-        TLS closes the socket itself (after its shutdown, or when a handshake
-        fails), and the socket closes also when its buffer was full and
-        proton has nothing more.
-        """
-        self.exchange()
-        self.socket.write(b"x" * (self.socket.bufferSize + 1))
-        self.assertTrue(self.socket.producerPaused)
-        self.socket.loseConnection()
-        result = None
-        while result is None and self.socket in self.reactor.getWriters():
-            result = self.socket.doWrite()
-        self.assertIs(result, CONNECTION_DONE)
-
     def test_closedByAnother(self) -> None:
         """
         A TLS transport closed by someone else while proton keeps output
@@ -1016,10 +1013,4 @@ class TLSOutputFlowTests(_OutputFlowMixin, SynchronousTestCase):
         self.exchange()
         self.successResultOf(attached).send(Message(body=self.body))
         self.tlsClient.loseConnection()
-        result = None
-        for _ in range(50):
-            result = self.toPeer()
-            if result is not None:
-                break
-            self.toClient()
-        self.assertIs(result, CONNECTION_DONE)
+        self.assertIs(self.untilClosed(), CONNECTION_DONE)
