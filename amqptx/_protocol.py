@@ -703,8 +703,8 @@ class AMQPProtocol(Protocol):
         if self._outputHeld:
             return
         socket = _socketOf(self.transport)
-        if (socket is not None and socket.disconnecting) or getattr(
-            self.transport, "disconnecting", False
+        if socket is not None and (
+            socket.disconnecting or self.transport.disconnecting  # type: ignore[union-attr]
         ):
             # Someone closed the transport (or TLS closed the socket): a
             # socket closes once its producer is gone, now that what proton
