@@ -12,7 +12,9 @@ Twisted: the Twisted protocol in L{amqptx._protocol} is a thin pump around it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import count
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import uuid4
@@ -112,9 +114,16 @@ class Engine:
     """
     One AMQP connection as bytes in, bytes out, events out.
 
-    @ivar connection: the proton C{Connection} the engine drives.
-    @ivar transport: the proton C{Transport} bound to C{connection}.
+    The engine holds proton's C objects themselves; proton's Python wrappers
+    of them (L{connection}, L{transport}, L{collector}) are made on first use.
+    A wrapped C object keeps a dictionary of the wrapper's attributes for as
+    long as it lives: a server holds thousands of connections, and takes the
+    common path (SASL done by amqptx, no properties) without any.
+
     @ivar settings: the settings the engine was made with.
+    @ivar rawConnection: proton's C connection (a cffi pointer).
+    @ivar rawTransport: proton's C transport, bound to C{rawConnection}.
+    @ivar rawCollector: the C collector the connection reports events to.
     """
 
     def __init__(
@@ -135,22 +144,68 @@ class Engine:
             or L{None} for a new one; an engine releases only a collector it
             made.
         """
+        lib = _raw.lib
         self.settings = settings
-        self.connection = connection if connection is not None else Connection()
+        # What the engine made is its own, and freed in __del__ (pointers
+        # that free themselves cost twice the memory).
+        self._ownConnection = connection is None
         self._ownCollector = collector is None
-        self.collector = collector if collector is not None else Collector()
-        if self._ownCollector:
-            self.connection.collect(self.collector)
-        server = settings.role == "server"
-        self.transport = Transport(Transport.SERVER if server else Transport.CLIENT)
+        if connection is None:
+            self.rawConnection = lib.pn_connection()
+        else:
+            self.__dict__["connection"] = connection
+            self.rawConnection = connection._impl
+        if collector is None:
+            self.rawCollector = lib.pn_collector()
+            lib.pn_connection_collect(self.rawConnection, self.rawCollector)
+        else:
+            self.__dict__["collector"] = collector
+            self.rawCollector = collector._impl
+        # Input, output and ticks come several times per batch of frames:
+        # the transport's own functions, without the wrapper (amqptx._raw).
+        self._transport = self.rawTransport = lib.pn_transport()
+        if settings.role == "server":
+            lib.pn_transport_set_server(self._transport)
         self._configure(settings)
-        self.transport.bind(self.connection)
-        # The transport's own functions, without the wrapper (amqptx._raw):
-        # input, output and ticks come several times per batch of frames.
-        self._transport = self.transport._impl
+        lib.pn_transport_bind(self._transport, self.rawConnection)
         # What proton had no room for yet; made when first needed (a server
         # holds thousands of engines, most with nothing held back).
         self._input: bytearray | None = None
+
+    def __del__(
+        self,
+        _decref: Callable[[_raw.CData], None] = _raw.lib.pn_decref,
+        _free: Callable[[_raw.CData], None] = _raw.lib.pn_collector_free,
+    ) -> None:
+        _decref(self._transport)
+        if self._ownConnection:
+            _decref(self.rawConnection)
+        if self._ownCollector:
+            _free(self.rawCollector)
+
+    @cached_property
+    def connection(self) -> Connection:
+        """
+        The proton C{Connection} wrapping L{rawConnection}.
+        """
+        wrapper: Connection = Connection.wrap(self.rawConnection)  # type: ignore[no-untyped-call]
+        return wrapper
+
+    @cached_property
+    def transport(self) -> Transport:
+        """
+        The proton C{Transport} wrapping L{rawTransport}.
+        """
+        wrapper = Transport.wrap(self.rawTransport)
+        assert wrapper is not None
+        return wrapper
+
+    @cached_property
+    def collector(self) -> Collector:
+        """
+        The proton C{Collector} wrapping L{rawCollector}.
+        """
+        return _BorrowedCollector(self.rawCollector)
 
     def _configure(self, settings: ConnectionSettings) -> None:
         """
@@ -158,22 +213,28 @@ class Engine:
 
         @param settings: what this side says and requires.
         """
-        connection, transport = self.connection, self.transport
-        if settings.containerId or not connection.container:
-            connection.container = settings.containerId or uniqueId()
+        lib = _raw.lib
+        connection, transport = self.rawConnection, self._transport
+        current = lib.pn_connection_get_container(connection)
+        if settings.containerId or current == _raw.NULL or not current[0]:
+            containerId = settings.containerId or uniqueId()
+            lib.pn_connection_set_container(connection, containerId.encode("utf-8"))
         if settings.hostname is not None:
-            connection.hostname = settings.hostname
+            hostname = settings.hostname.encode("utf-8")
+            lib.pn_connection_set_hostname(connection, hostname)
         if settings.properties:
-            connection.properties = dict(settings.properties)  # type: ignore[arg-type]
+            self.connection.properties = dict(settings.properties)  # type: ignore[arg-type]
         if settings.idleTimeout:
-            transport.idle_timeout = settings.idleTimeout
+            # In milliseconds (proton's wrapper takes seconds).
+            milliseconds = int(settings.idleTimeout * 1000)
+            lib.pn_transport_set_idle_timeout(transport, milliseconds)
         if settings.maxFrameSize:
-            transport.max_frame_size = settings.maxFrameSize
+            lib.pn_transport_set_max_frame(transport, settings.maxFrameSize)
         if settings.role == "server" and settings.sasl is not None:
             # amqptx's SASLGate did SASL: proton must take the plain AMQP
             # header that follows.  No transport.sasl() here, and no
             # authentication required (proton's default, made explicit).
-            transport.require_auth(False)
+            lib.pn_transport_require_auth(transport, False)
             return
         self._configureSASL(settings)
 
@@ -296,7 +357,7 @@ class Engine:
         """
         @return: whether proton has events to report.
         """
-        return bool(_raw.lib.pn_collector_peek(self.collector._impl) != _raw.NULL)
+        return bool(_raw.lib.pn_collector_peek(self.rawCollector) != _raw.NULL)
 
     def nextEvent(self) -> Event | None:
         """
@@ -316,9 +377,22 @@ class Engine:
         Unbind the transport and stop collecting events, breaking proton's
         reference cycles; the engine is useless afterwards.
         """
-        self.transport.unbind()
+        _raw.lib.pn_transport_unbind(self._transport)
         if self._ownCollector:
-            self.collector.release()
+            _raw.lib.pn_collector_release(self.rawCollector)
+
+
+class _BorrowedCollector(Collector):
+    """
+    proton's C{Collector} wrapper of a C collector it does not own: proton's
+    own frees the C collector when the wrapper goes.
+    """
+
+    def __init__(self, impl: _raw.CData) -> None:
+        self._impl = impl
+
+    def __del__(self) -> None:
+        pass
 
 
 class DeliveryReader:

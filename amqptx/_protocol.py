@@ -276,6 +276,13 @@ class AMQPProtocol(Protocol):
 
     _log = Logger()
 
+    # Whether to drop the attributes proton's wrappers keep in the C
+    # connection, session and link of each event once it is handled, after
+    # the connection opened (see amqptx._raw.forgetAttributes): only for a
+    # protocol that, like the broker's, keeps nothing in them from one event
+    # to the next.  (Before, they may hold what the Open is to say.)
+    _forgetsAttributes = False
+
     def __init__(self, handler: object | None = None) -> None:
         """
         @param handler: the object that receives proton's events, or L{None}.
@@ -399,9 +406,10 @@ class AMQPProtocol(Protocol):
         C{data}, what followed amqptx's SASL exchange.
         """
         self.engine = self.makeEngine()
-        connection = self.engine.connection
-        if self.settings.role == "client" and connection.state & Endpoint.LOCAL_UNINIT:
-            connection.open()
+        if self.settings.role == "client":
+            connection = self.engine.connection
+            if connection.state & Endpoint.LOCAL_UNINIT:
+                connection.open()
         if data:
             self.engine.feed(data)
         self.flush()
@@ -805,7 +813,7 @@ class AMQPProtocol(Protocol):
             while (event := engine.nextEvent()) is not None:
                 self._dispatchOne(event)
             return
-        collector = engine.collector._impl
+        collector = engine.rawCollector
         lib = _raw.lib
         peek, pop, kind = lib.pn_collector_peek, lib.pn_collector_pop, lib.pn_event_type
         delivery, flow, null = _raw.DELIVERY, _raw.LINK_FLOW, _raw.NULL
@@ -838,6 +846,18 @@ class AMQPProtocol(Protocol):
                 pop(collector)
                 continue
             event = _raw.event(impl)
+            if self._forgetsAttributes and self.opened:
+                ends = (
+                    lib.pn_event_connection(impl),
+                    lib.pn_event_session(impl),
+                    lib.pn_event_link(impl),
+                )
+                pop(collector)
+                if number not in wanted:
+                    wanted[number] = self._wants(event.type)
+                self._dispatchOne(event)
+                _raw.forgetAttributes(*ends)
+                continue
             pop(collector)
             if number not in wanted:
                 wanted[number] = self._wants(event.type)
@@ -907,7 +927,10 @@ class AMQPProtocol(Protocol):
         handler closed the connection instead, refusing it), and the
         connection is open once both Opens have passed and no Close followed.
         """
-        connection = self.connection
+        # The event's wrapper, not one kept by the engine (see
+        # _forgetsAttributes).
+        connection = event.connection
+        assert connection is not None, event
         state = connection.state
         if state & Endpoint.LOCAL_UNINIT and self._refusal is not None:
             connection.condition = Condition(*self._refusal)

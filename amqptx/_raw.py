@@ -37,7 +37,10 @@ __all__ = [
     "lib",
     "offerCapabilities",
     "pushInput",
+    "forgetAttributes",
+    "owned",
     "readDelivery",
+    "retain",
     "sendMessage",
     "takeOutput",
     "wrapDelivery",
@@ -57,6 +60,51 @@ _fromBuffer = ffi.from_buffer
 _buffer = ffi.buffer
 _new = ffi.new
 _unpack = ffi.unpack
+
+
+def owned(impl: CData, free: CData = lib.pn_decref) -> CData:
+    """
+    @param impl: a new proton object (a connection, a transport, a
+        collector), whose one reference is the caller's.
+    @param free: the C function that drops it.
+    @return: a pointer to it that drops that reference once garbage.
+    """
+    return ffi.gc(impl, free)
+
+
+def retain(impl: CData) -> CData:
+    """
+    @param impl: a proton object (a link, say) that someone else keeps.
+    @return: a pointer to it that keeps it, without proton's wrapper, until
+        the pointer is garbage.
+    """
+    lib.pn_incref(impl)
+    return owned(impl)
+
+
+def forgetAttributes(connection: CData, session: CData, link: CData) -> None:
+    """
+    Drop the dictionaries of attributes proton's wrappers keep in the C
+    objects of an event (each that is not C{NULL}).
+
+    A wrapper of a C endpoint stores its attributes (its condition, its
+    handler, the properties to send) in a dictionary that the C object
+    keeps for as long as it lives, made the first time anything wraps it;
+    an event wraps its connection, session and link.  For a server that
+    holds thousands of idle connections these are some 800 bytes each.
+    Wrappers made later start with fresh attributes (none set), so only a
+    protocol that keeps nothing in them between events may drop them.
+
+    @param connection: the event's connection, or C{NULL}.
+    @param session: its session, or C{NULL}.
+    @param link: its link, or C{NULL}.
+    """
+    if connection != NULL:
+        lib.pn_record_set_py(lib.pn_connection_attachments(connection), NULL)
+    if session != NULL:
+        lib.pn_record_set_py(lib.pn_session_attachments(session), NULL)
+    if link != NULL:
+        lib.pn_record_set_py(lib.pn_link_attachments(link), NULL)
 
 
 def wrapDelivery(delivery: CData) -> Delivery:

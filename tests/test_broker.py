@@ -29,6 +29,7 @@ from amqptx import (
     ReceivedMessage,
     Receiver,
     Sender,
+    _raw,
 )
 from amqptx._sasl import SASLConfig
 from amqptx.broker import Broker, BrokerConfig, BrokerProtocol
@@ -971,6 +972,99 @@ def _frame(performative: bytes) -> bytes:
 
 
 _ZERO, _WINDOW = b"\x43", b"\x70\x00\x00\x08\x00"
+
+
+def _kept(record: Any) -> bool:
+    """
+    @return: whether a C object's record holds attributes of proton's
+        wrappers.
+    """
+    return bool(_raw.lib.pn_record_get_py(record) != _raw.NULL)
+
+
+class WrapperAttributesTests(BrokerMixin):
+    """
+    The broker's connections keep none of the attributes proton's wrappers
+    store in the C connection, sessions and links (a dictionary each, for
+    as long as the C object lives), once open: a server holds thousands.
+    """
+
+    def serverConnection(self) -> BrokerProtocol:
+        """
+        @return: the broker's side of the only connection.
+        """
+        [protocol] = self.broker.connections
+        return protocol
+
+    def assertNoneKept(self, protocol: BrokerProtocol) -> None:
+        """
+        Assert that the C connection of C{protocol} and each of its
+        sessions and links keep no attributes.
+        """
+        lib = _raw.lib
+        assert protocol.engine is not None
+        connection = protocol.engine.rawConnection
+        self.assertFalse(_kept(lib.pn_connection_attachments(connection)))
+        sessions = links = 0
+        session = lib.pn_session_head(connection, 0)
+        while session != _raw.NULL:
+            self.assertFalse(_kept(lib.pn_session_attachments(session)))
+            sessions += 1
+            session = lib.pn_session_next(session, 0)
+        link = lib.pn_link_head(connection, 0)
+        while link != _raw.NULL:
+            self.assertFalse(_kept(lib.pn_link_attachments(link)))
+            links += 1
+            link = lib.pn_link_next(link, 0)
+        self.assertGreater(sessions, 0)
+        self.assertGreater(links, 0)
+
+    def test_consumersAndProducers(self) -> None:
+        """
+        After a receiver and a sender attach and a message goes through,
+        nothing is kept; the links still work.
+        """
+        client = self.connect()
+        receiver = self.receiver(client, "q")
+        sender = self.sender(client, "q")
+        self.assertNoneKept(self.serverConnection())
+        d = sender.send(Message(body="after"))
+        self.flush()
+        self.assertIs(self.successResultOf(d), Outcome.ACCEPTED)
+        self.assertEqual(self.get(receiver).body, "after")
+        self.assertNoneKept(self.serverConnection())
+
+    def test_refusedLink(self) -> None:
+        """
+        A refused link is detached with its condition, which proton's
+        wrapper carries up to the Detach.
+        """
+        client = self.connect()
+        self.receiver(client, "q")
+        self.assertEqual(self.refused(client.receiver("")), "amqp:not-found")
+        self.assertNoneKept(self.serverConnection())
+
+    def test_openSaysItAll(self) -> None:
+        """
+        What a server's settings put in its Open (properties, kept in the
+        wrapper's attributes until the Open is sent) still reaches the client.
+        """
+        client = AMQPConnection()
+        server = ConnectionSettings(
+            role="server",
+            sasl=SASLConfig(checkers=(AllowAnonymousAccess(),)),
+            properties={"product": "amqp-listen"},
+        )
+        opened = client.whenOpened()
+        self.pumps.append(
+            connectPair(BrokerProtocol(self.broker), client, self.clock, server)
+        )
+        self.flush()
+        self.successResultOf(opened)
+        self.assertEqual(
+            client.connection.remote_properties, {"product": "amqp-listen"}
+        )
+        self.assertIn("ANONYMOUS-RELAY", client.connection.remote_offered_capabilities)
 
 
 class ForeignBytesTests(SynchronousTestCase):

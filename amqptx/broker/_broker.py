@@ -220,14 +220,24 @@ class _Consumer:
 
     def __init__(self, protocol: BrokerProtocol, link: proton.Sender) -> None:
         self.protocol = protocol
-        self.link = link
         self.queue: Queue
         self.presettled = link.remote_snd_settle_mode == link.SND_SETTLED
         # Keyed by proton's delivery (a pointer, see amqptx._raw), settled as
         # soon as its outcome comes.
         self.unsettled: dict[_raw.CData, _Stored] = {}
         self._tags = 0
-        self._impl = link._impl
+        # The link itself rather than proton's wrapper: a server holds
+        # thousands of consumers.
+        self._impl = _raw.retain(link._impl)
+
+    @property
+    def link(self) -> proton.Sender:
+        """
+        The link, in proton's wrapper (made on each use).
+        """
+        link = proton.Link.wrap(self._impl)  # type: ignore[no-untyped-call]
+        assert isinstance(link, proton.Sender)
+        return link
 
     def deliver(self, entry: _Stored) -> None:
         """
@@ -1016,6 +1026,10 @@ class BrokerProtocol(AMQPProtocol):
     @ivar broker: the broker served.
     """
 
+    # A server holds thousands: nothing here keeps state in proton's
+    # wrappers from one event to the next.
+    _forgetsAttributes = True
+
     def __init__(self, broker: Broker) -> None:
         """
         @param broker: the queues to serve.
@@ -1050,7 +1064,8 @@ class BrokerProtocol(AMQPProtocol):
 
         @param event: proton's event.
         """
-        _raw.offerCapabilities(self.connection._impl, _ANONYMOUS_RELAY)
+        assert self.engine is not None
+        _raw.offerCapabilities(self.engine.rawConnection, _ANONYMOUS_RELAY)
 
     def on_link_remote_open(self, event: Event) -> None:
         """
