@@ -510,6 +510,18 @@ class AMQPServerEndpoint:
             tls=tlsOptions is not None,
         )
 
+    @property
+    def requiresClientCertificate(self) -> bool:
+        """
+        Whether TLS lets in only clients with a certificate it verified (an
+        C{amqps:} endpoint string with C{caCerts=}, say).
+        """
+        options = self._tlsOptions
+        return bool(
+            getattr(options, "verify", False)
+            and getattr(options, "requireCertificate", False)
+        )
+
     def withDefaults(
         self,
         sasl: SASLConfig,

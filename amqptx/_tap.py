@@ -284,6 +284,25 @@ class Options(usage.Options, AuthOptionMixin):
         return (*configured, ExternalChecker())
 
 
+def _whoGetsIn(endpoints: list[AMQPServerEndpoint]) -> str:
+    """
+    @param endpoints: the server's endpoints, without password
+        authentication.
+    @return: who gets in, for the start line.
+    """
+    verified = [e for e in endpoints if e.requiresClientCertificate]
+    if not verified:
+        return "no authentication is configured, so everyone gets in anonymously"
+    who = (
+        "no password authentication is configured; only clients with a "
+        "certificate signed by caCerts= get in (with EXTERNAL or anonymously)"
+    )
+    if len(verified) == len(endpoints):
+        return who
+    where = ", ".join(repr(e) for e in verified)
+    return f"{who} on {where}; everyone else gets in anonymously"
+
+
 def _bytesUsers(checker: ICredentialsChecker) -> ICredentialsChecker:
     """
     SASL gives user names and passwords as bytes, as Twisted's file checker
@@ -482,7 +501,7 @@ def makeService(options: dict[str, Any]) -> IService:
             else f"durable queues and messages in {path} (others in memory)"
         ),
         who=(
-            "no authentication is configured, so everyone gets in anonymously"
+            _whoGetsIn(endpoints)
             if anonymousOnly
             else f"SASL mechanisms {', '.join(sasl.offer())} (PLAIN over TLS "
             "only unless --allow-insecure-plain, EXTERNAL with caCerts= only)"

@@ -11,7 +11,12 @@ from twisted.cred.credentials import UsernamePassword
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
-from twisted.internet.testing import MemoryReactorClock, RaisingMemoryReactor
+from twisted.internet.testing import (
+    EventLoggingObserver,
+    MemoryReactorClock,
+    RaisingMemoryReactor,
+)
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
@@ -28,6 +33,7 @@ from amqptx._sasl import ExternalChecker
 from amqptx._tap import DEFAULT_LISTEN, AMQPServerService, Options, makeService
 from amqptx.broker import Broker, BrokerConfig
 from amqptx.testing import IOPump, completeConnection
+from tests._certs import sharedPKI
 
 
 def _options(*arguments: str) -> Options:
@@ -256,6 +262,62 @@ class ServiceTests(SynchronousTestCase):
         ]
         self.assertEqual([s.idleTimeout for s in settings], [30.0, 5.0])
         self.assertEqual([s.containerId for s in settings], ["me", "me"])
+
+
+class StartLineTests(SynchronousTestCase):
+    """
+    The line L{makeService} logs says who gets in.
+    """
+
+    def startLine(self, *listen: str) -> str:
+        """
+        @param listen: endpoint strings, each given with C{--listen}.
+        @return: the start line of a service made with them.
+        """
+        events = EventLoggingObserver()
+        globalLogPublisher.addObserver(events)
+        self.addCleanup(globalLogPublisher.removeObserver, events)
+        arguments = [a for endpoint in listen for a in ("--listen", endpoint)]
+        makeService(_options(*arguments))
+        lines = [formatEvent(e) for e in events]
+        [line] = [line for line in lines if line.startswith("amqp-listen: ")]
+        return line
+
+    def amqps(self, port: int, verified: bool) -> str:
+        """
+        @return: an C{amqps:} endpoint string with the test PKI, with
+            C{caCerts=} if C{verified}.
+        """
+        pki = sharedPKI()
+        string = f"amqps:{port}:privateKey={pki.serverKey}:certKey={pki.serverCert}"
+        return f"{string}:caCerts={pki.caCert}" if verified else string
+
+    def test_anonymous(self) -> None:
+        """
+        Without C{--auth}, everyone gets in anonymously, also over TLS
+        without client certificates.
+        """
+        line = self.startLine("amqp:5000", self.amqps(5001, verified=False))
+        self.assertIn("everyone gets in anonymously", line)
+        self.assertNotIn("caCerts", line)
+
+    def test_clientCertificates(self) -> None:
+        """
+        Without C{--auth}, on endpoints with C{caCerts=} only clients with a
+        certificate signed by those get in, and the line says so.
+        """
+        line = self.startLine(self.amqps(5001, verified=True))
+        self.assertIn("only clients with a certificate signed by caCerts=", line)
+        self.assertNotIn("everyone", line)
+
+    def test_mixed(self) -> None:
+        """
+        With endpoints of both kinds, the line names those that verify.
+        """
+        line = self.startLine("amqp:5000", self.amqps(5001, verified=True))
+        self.assertIn("only clients with a certificate signed by caCerts=", line)
+        self.assertIn("on <AMQPServerEndpoint amqps:5001:", line)
+        self.assertIn("everyone else gets in anonymously", line)
 
 
 class BrokerOptionsTests(SynchronousTestCase):
