@@ -846,22 +846,19 @@ class AMQPProtocol(Protocol):
                 pop(collector)
                 continue
             event = _raw.event(impl)
+            ends = None
             if self._forgetsAttributes and self.opened:
                 ends = (
                     lib.pn_event_connection(impl),
                     lib.pn_event_session(impl),
                     lib.pn_event_link(impl),
                 )
-                pop(collector)
-                if number not in wanted:
-                    wanted[number] = self._wants(event.type)
-                self._dispatchOne(event)
-                _raw.forgetAttributes(*ends)
-                continue
             pop(collector)
             if number not in wanted:
                 wanted[number] = self._wants(event.type)
             self._dispatchOne(event)
+            if ends is not None:
+                _raw.forgetAttributes(*ends)
 
     def _wantedKinds(self) -> dict[int, bool]:
         """

@@ -34,11 +34,10 @@ __all__ = [
     "Read",
     "encodeMessage",
     "event",
+    "forgetAttributes",
     "lib",
     "offerCapabilities",
     "pushInput",
-    "forgetAttributes",
-    "owned",
     "readDelivery",
     "retain",
     "sendMessage",
@@ -62,16 +61,6 @@ _new = ffi.new
 _unpack = ffi.unpack
 
 
-def owned(impl: CData, free: CData = lib.pn_decref) -> CData:
-    """
-    @param impl: a new proton object (a connection, a transport, a
-        collector), whose one reference is the caller's.
-    @param free: the C function that drops it.
-    @return: a pointer to it that drops that reference once garbage.
-    """
-    return ffi.gc(impl, free)
-
-
 def retain(impl: CData) -> CData:
     """
     @param impl: a proton object (a link, say) that someone else keeps.
@@ -79,7 +68,7 @@ def retain(impl: CData) -> CData:
         the pointer is garbage.
     """
     lib.pn_incref(impl)
-    return owned(impl)
+    return ffi.gc(impl, lib.pn_decref)
 
 
 def forgetAttributes(connection: CData, session: CData, link: CData) -> None:

@@ -153,6 +153,19 @@ class EngineTests(SynchronousTestCase):
         self.assertTrue(childId.startswith("amqptx-"), childId)
         self.assertNotEqual(childId.rsplit("-", 1)[0], parentId.rsplit("-", 1)[0])
 
+    def test_wrappers(self) -> None:
+        """
+        The engine's proton wrappers wrap its C objects, the transport bound
+        to the connection, and each is made once.
+        """
+        engine = Engine(ConnectionSettings(mechanisms=("ANONYMOUS",)))
+        self.assertIs(engine.connection, engine.connection)
+        self.assertEqual(engine.connection._impl, engine.rawConnection)
+        self.assertEqual(engine.transport._impl, engine.rawTransport)
+        self.assertEqual(engine.collector._impl, engine.rawCollector)
+        self.assertEqual(engine.transport.connection, engine.connection)
+        self.assertEqual(engine.connection.transport, engine.transport)
+
     def test_settingsReachTheWire(self) -> None:
         """
         Container id, hostname, properties and maximum frame size are sent in
