@@ -39,7 +39,6 @@ __all__ = [
     "offerCapabilities",
     "pushInput",
     "readDelivery",
-    "retain",
     "sendMessage",
     "takeOutput",
     "wrapDelivery",
@@ -59,16 +58,6 @@ _fromBuffer = ffi.from_buffer
 _buffer = ffi.buffer
 _new = ffi.new
 _unpack = ffi.unpack
-
-
-def retain(impl: CData) -> CData:
-    """
-    @param impl: a proton object (a link, say) that someone else keeps.
-    @return: a pointer to it that keeps it, without proton's wrapper, until
-        the pointer is garbage.
-    """
-    lib.pn_incref(impl)
-    return ffi.gc(impl, lib.pn_decref)
 
 
 def forgetAttributes(connection: CData, session: CData, link: CData) -> None:

@@ -103,6 +103,7 @@ import enum
 import itertools
 import struct
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import proton
@@ -226,9 +227,15 @@ class _Consumer:
         # soon as its outcome comes.
         self.unsettled: dict[_raw.CData, _Stored] = {}
         self._tags = 0
-        # The link itself rather than proton's wrapper: a server holds
-        # thousands of consumers.
-        self._impl = _raw.retain(link._impl)
+        # The link itself rather than proton's wrapper (a server holds
+        # thousands of consumers), kept as the wrapper would keep it.
+        self._impl = link._impl
+        _raw.lib.pn_incref(self._impl)
+
+    def __del__(
+        self, _decref: Callable[[_raw.CData], None] = _raw.lib.pn_decref
+    ) -> None:
+        _decref(self._impl)
 
     @property
     def link(self) -> proton.Sender:
