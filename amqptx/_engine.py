@@ -161,13 +161,11 @@ class Engine:
         else:
             self.__dict__["collector"] = collector
             self.rawCollector = collector._impl
-        # Input, output and ticks come several times per batch of frames:
-        # the transport's own functions, without the wrapper (amqptx._raw).
-        self._transport = self.rawTransport = lib.pn_transport()
+        self.rawTransport = lib.pn_transport()
         if settings.role == "server":
-            lib.pn_transport_set_server(self._transport)
+            lib.pn_transport_set_server(self.rawTransport)
         self._configure(settings)
-        lib.pn_transport_bind(self._transport, self.rawConnection)
+        lib.pn_transport_bind(self.rawTransport, self.rawConnection)
         # What proton had no room for yet; made when first needed (a server
         # holds thousands of engines, most with nothing held back).
         self._input: bytearray | None = None
@@ -177,7 +175,7 @@ class Engine:
         _decref: Callable[[_raw.CData], None] = _raw.lib.pn_decref,
         _free: Callable[[_raw.CData], None] = _raw.lib.pn_collector_free,
     ) -> None:
-        _decref(self._transport)
+        _decref(self.rawTransport)
         if self._ownConnection:
             _decref(self.rawConnection)
         if self._ownCollector:
@@ -214,7 +212,7 @@ class Engine:
         @param settings: what this side says and requires.
         """
         lib = _raw.lib
-        connection, transport = self.rawConnection, self._transport
+        connection, transport = self.rawConnection, self.rawTransport
         current = lib.pn_connection_get_container(connection)
         if settings.containerId or current == _raw.NULL or not current[0]:
             containerId = settings.containerId or uniqueId()
@@ -271,7 +269,7 @@ class Engine:
         if data and not pending:
             # The common case, nothing held back: straight from the bytes
             # read, without copying them into the buffer first.
-            pushed = _raw.pushInput(self._transport, data)
+            pushed = _raw.pushInput(self.rawTransport, data)
             if pushed < 0 or pushed == len(data):
                 return
             data = data[pushed:]
@@ -290,7 +288,7 @@ class Engine:
             # The common case, called once per round of every flush.
             return
         while pending:
-            pushed = _raw.pushInput(self._transport, pending)
+            pushed = _raw.pushInput(self.rawTransport, pending)
             if pushed < 0:
                 # The transport takes no more input: the connection is ending.
                 break
@@ -310,7 +308,7 @@ class Engine:
         @return: how many bytes proton can take now (negative once it takes
             no more).
         """
-        return int(_raw.lib.pn_transport_capacity(self._transport))
+        return int(_raw.lib.pn_transport_capacity(self.rawTransport))
 
     def feedEOF(self) -> None:
         """
@@ -325,14 +323,14 @@ class Engine:
 
         @return: the bytes to write, possibly empty.
         """
-        return _raw.takeOutput(self._transport)
+        return _raw.takeOutput(self.rawTransport)
 
     def outputClosed(self) -> bool:
         """
         @return: whether proton will never produce output again (the
             connection is over on our side and everything has been taken).
         """
-        return bool(_raw.lib.pn_transport_pending(self._transport) < 0)
+        return bool(_raw.lib.pn_transport_pending(self.rawTransport) < 0)
 
     def closeOutput(self) -> None:
         """
@@ -350,7 +348,7 @@ class Engine:
             when no timer is needed.
         """
         return (
-            float(_raw.lib.pn_transport_tick(self._transport, int(now * 1000))) / 1000
+            float(_raw.lib.pn_transport_tick(self.rawTransport, int(now * 1000))) / 1000
         )
 
     def hasEvents(self) -> bool:
@@ -377,7 +375,7 @@ class Engine:
         Unbind the transport and stop collecting events, breaking proton's
         reference cycles; the engine is useless afterwards.
         """
-        _raw.lib.pn_transport_unbind(self._transport)
+        _raw.lib.pn_transport_unbind(self.rawTransport)
         if self._ownCollector:
             _raw.lib.pn_collector_release(self.rawCollector)
 

@@ -69,7 +69,8 @@ def forgetAttributes(connection: CData, session: CData, link: CData) -> None:
     handler, the properties to send) in a dictionary that the C object
     keeps for as long as it lives, made the first time anything wraps it;
     an event wraps its connection, session and link.  For a server that
-    holds thousands of idle connections these are some 800 bytes each.
+    holds thousands of idle connections these are some 800 bytes a
+    connection.
     Wrappers made later start with fresh attributes (none set), so only a
     protocol that keeps nothing in them between events may drop them.
 
