@@ -9,7 +9,12 @@ from typing import Any
 
 from bench.programs._common import emit
 
-__all__ = ["Listening"]
+__all__ = ["BACKLOG", "Listening"]
+
+BACKLOG = 50
+"""
+The listen backlog of proton's servers here, as amqptx's servers have it.
+"""
 
 
 class Listening:
@@ -25,6 +30,11 @@ class Listening:
         Listen, and say where.
         """
         acceptor = event.container.acceptor(self._host, str(self._port))
+        # proton listens with a backlog of 10: with 50 clients connecting at
+        # once (workload D) the accept queue overflows and the kernel drops
+        # or resets connections.  The same backlog as amqptx's servers
+        # (Twisted's default, 50); listen() again only changes the backlog.
+        acceptor._selectable.listen(BACKLOG)
         # The listening socket, to learn the port it was given.
         emit("listening", port=acceptor._selectable.getsockname()[1])
 
