@@ -111,7 +111,15 @@ class _Link:
         connection._links[self.name] = self
         connection._byImpl[link._impl] = self
         link.open()
+        self.link = link
+        self._opening()
         return link
+
+    def _opening(self) -> None:
+        """
+        The link's attach is on its way (C{self.link} is the new link): say
+        now what else goes with it.
+        """
 
     def _makeLink(self, session: Session) -> Link:
         """
@@ -711,10 +719,12 @@ class Receiver(_Link):
         source = self.link.remote_source
         return source.address is None and not self.link.source.dynamic
 
-    def _remoteOpened(self) -> None:
-        super()._remoteOpened()
-        if self.attached:
-            self._flow(self._credit)
+    def _opening(self) -> None:
+        # The credit goes with the attach, as proton's own receivers give
+        # theirs: one frame and one round of the peer's work fewer than
+        # waiting for its attach.  If it refuses the link, the credit dies
+        # with it.
+        self._flow(self._credit)
 
     def _delivery(self, delivery: _raw.CData) -> None:
         link = self.link._impl

@@ -337,6 +337,19 @@ class ReceiveTests(_Connected):
         self.pump.flush()
         self.assertEqual(self.peer.queued("in"), 6)
 
+    def test_creditWithAttach(self) -> None:
+        """
+        A receiver's credit goes out with its attach: the peer may send as
+        soon as it has the attach, without waiting for another frame.
+        """
+        self.peer.offer("in", Message(body="waiting"))
+        d = self.client.receiver("in", credit=3)
+        # The client's attach reaches the peer, and nothing else yet.
+        self.pump.pump()
+        self.assertEqual(self.peer.queued("in"), 0)
+        self.pump.flush()
+        self.assertEqual(self.get(self.successResultOf(d)).body, "waiting")
+
     def test_settlements(self) -> None:
         """
         C{accept}, C{reject}, C{release} and C{modify} reach the peer as
