@@ -14,17 +14,15 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from OpenSSL import SSL
 from proton import Condition, Endpoint, Event, EventType
 from service_identity import VerificationError
-from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from . import _raw
+from . import _events, _raw
 from ._alarms import Alarms
 from ._engine import ConnectionSettings, DeliveryReader, Engine
 from ._errors import (
@@ -38,6 +36,7 @@ from ._errors import (
 )
 from ._interfaces import IAMQPProtocol
 from ._sasl import AvatarId, SASLGate
+from ._sockets import sendNow, socketOf
 
 if TYPE_CHECKING:
     from proton import Connection, Delivery, Handler, Link, Session
@@ -54,6 +53,10 @@ __all__ = [
 _UNAUTHORIZED = "amqp:unauthorized-access"
 
 _T = TypeVar("_T")
+
+# What acts on events of a kind: something (True), nothing (False), or only
+# a C function (see AMQPProtocol._wants).
+_Want = bool | Callable[[_raw.CData], None]
 _log = Logger()
 # A Deferred, or an observer and its argument.
 _Waiter = Deferred[Any] | tuple[Callable[[Any], object], Any]
@@ -197,45 +200,6 @@ def eventDelivery(event: Event) -> Delivery:
     return delivery
 
 
-def _sendNow(transport: object) -> None:
-    """
-    Have a Twisted TCP transport send what it was given now, instead of at
-    the reactor's next turn.
-
-    A transport's C{write} only buffers: the socket is written once the
-    reactor next finds it writable, one more turn of the reactor (a poll,
-    and the Python around it) between a request read and its answer sent.
-    C{doWrite} is what the reactor would call then (C{IWriteDescriptor});
-    called here, the bytes leave at once, and the transport stops waiting to
-    write if all went (else the reactor writes the rest, as it would have).
-    Its result, when not L{None}, says the connection is lost; the transport
-    then still waits to write, and the reactor's own C{doWrite} finds the
-    same and ends the connection.  A transport that is closing is left to
-    the reactor: C{doWrite} then ends the connection and returns what the
-    reactor must act on.  TLS and in-memory transports are not file
-    descriptors, and keep Twisted's way.
-
-    @param transport: the protocol's transport.
-    """
-    if (
-        isinstance(transport, FileDescriptor)
-        and transport.connected
-        and not transport.disconnecting
-    ):
-        transport.doWrite()
-
-
-def _socketOf(transport: object) -> FileDescriptor | None:
-    """
-    @param transport: a protocol's transport.
-    @return: the socket transport it is, or that Twisted's TLS runs on, or
-        L{None} (an in-memory transport, TLS started on a TCP transport).
-    """
-    if isinstance(transport, TLSMemoryBIOProtocol):
-        transport = transport.transport
-    return transport if isinstance(transport, FileDescriptor) else None
-
-
 def _defaultClock() -> IReactorTime:
     from twisted.internet import reactor
 
@@ -373,7 +337,7 @@ class AMQPProtocol(Protocol):
             # only hold the last piece of each back.
             with suppress(OSError):
                 noDelay(True)
-        socket = _socketOf(self.transport)
+        socket = socketOf(self.transport)
         if socket is not None:
             # Twisted joins what it was given and not yet sent into one
             # string before each send: megabytes handed over at once are
@@ -398,7 +362,13 @@ class AMQPProtocol(Protocol):
             )
             self.sasl.start()
             return
-        self._startEngine(b"")
+        # A client's header (and a server's, without SASL) goes out now: the
+        # peer waits for it, and nothing else is there to go with it.
+        self._answering = True
+        try:
+            self._startEngine(b"")
+        finally:
+            self._answering = False
 
     def _startEngine(self, data: bytes) -> None:
         """
@@ -458,20 +428,21 @@ class AMQPProtocol(Protocol):
 
         @param data: bytes read from the transport.
         """
-        if self.sasl is not None:
-            self.sasl.dataReceived(data)
-            return
-        engine = self.engine
-        if engine is None or self._ended is not None:
-            return
-        engine.feed(data)
-        # What answers this read goes out now (see _sendNow), from the
-        # outermost flush, which subclasses may extend.
-        self._reading = True
+        # What answers this read goes out now (see sendNow), from the
+        # outermost flush, which subclasses may extend (the SASL gate sends
+        # its own answers; the engine may start on bytes that followed them).
+        self._answering = True
         try:
+            if self.sasl is not None:
+                self.sasl.dataReceived(data)
+                return
+            engine = self.engine
+            if engine is None or self._ended is not None:
+                return
+            engine.feed(data)
             self.flush()
         finally:
-            self._reading = False
+            self._answering = False
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         """
@@ -641,16 +612,17 @@ class AMQPProtocol(Protocol):
                     continue
                 elif engine.inputBuffered() and engine.inputRoom() > 0:
                     continue
-                if not (wrote and self._reading):
+                if not (wrote and self._answering):
                     break
-                # The answer to what was just read goes out now, not at the
-                # reactor's next turn: the peer waits for it.  (Not for every
+                # The answer to what was just read (or a client's first
+                # bytes) goes out now, not at the reactor's next turn: the
+                # peer waits for it.  (Not for every
                 # flush: a program that sends many messages in a row flushes
                 # after each, and Twisted sends them all at once.)  Twisted
                 # asks for more if it sent all it held (resumeProducing sets
                 # _again): proton may have kept some back.
                 wrote = False
-                _sendNow(self.transport)
+                sendNow(self.transport)
                 if self._yielded or not self._again:
                     break
         finally:
@@ -710,7 +682,7 @@ class AMQPProtocol(Protocol):
         self.flush()
         if self._outputHeld:
             return
-        socket = _socketOf(self.transport)
+        socket = socketOf(self.transport)
         if socket is not None and (
             socket.disconnecting or self.transport.disconnecting  # type: ignore[union-attr]
         ):
@@ -723,7 +695,7 @@ class AMQPProtocol(Protocol):
         """
         Stop being the socket's producer, if it is.
         """
-        socket = _socketOf(self.transport)
+        socket = socketOf(self.transport)
         if socket is not None and socket.producer is self:
             socket.unregisterProducer()
 
@@ -742,9 +714,9 @@ class AMQPProtocol(Protocol):
 
     # --- internals -------------------------------------------------------------------
 
-    # Whether a read is being handled (see dataReceived): a class attribute
-    # until the first read sets it.
-    _reading = False
+    # Whether what is written answers the peer, and goes out at once (see
+    # dataReceived and connectionMade): a class attribute until first set.
+    _answering = False
 
     # Subclasses that handle deliveries and credit themselves, through
     # proton's C functions, set this and override _delivery and _linkFlow
@@ -754,7 +726,7 @@ class AMQPProtocol(Protocol):
     # thousands of protocols, and an instance's attributes beyond 30 cost
     # it a dictionary of its own.
     _reader: DeliveryReader
-    _wanted: dict[int, bool]
+    _wanted: dict[int, _Want]
 
     def _delivery(self, delivery: _raw.CData) -> None:
         """
@@ -841,11 +813,15 @@ class AMQPProtocol(Protocol):
                     self._log.failure("Uncaught exception handling credit")
                 pop(collector)
                 continue
-            if not wanted.get(number, True):
-                # Nobody acts on it: not worth proton's wrappers.
+            want = wanted.get(number, True)
+            if want is not True:
+                # Nobody acts on it, or only an answer in C does: not worth
+                # proton's wrappers.
+                if want is not False:
+                    want(impl)
                 pop(collector)
                 continue
-            event = _raw.event(impl)
+            event = _events.event(impl)
             ends = None
             if self._forgetsAttributes and self.opened:
                 ends = (
@@ -860,35 +836,38 @@ class AMQPProtocol(Protocol):
             if ends is not None:
                 _raw.forgetAttributes(*ends)
 
-    def _wantedKinds(self) -> dict[int, bool]:
+    def _wantedKinds(self) -> dict[int, _Want]:
         """
-        @return: event kinds (numbers) and whether anything here acts on
-            them: shared by all protocols of a class that are their own
-            handler (the broker's and the Deferred API's, of which a server
-            has thousands), else this protocol's own.
+        @return: event kinds (numbers) and what acts on them (see L{_wants}):
+            shared by all protocols of a class that are their own handler
+            (the broker's and the Deferred API's, of which a server has
+            thousands), else this protocol's own.
         """
         if self._handler is self and not getattr(self, "handlers", None):
             return _WANTED.setdefault(type(self), {})
-        wanted: dict[int, bool] | None = self.__dict__.get("_wanted")
+        wanted: dict[int, _Want] | None = self.__dict__.get("_wanted")
         if wanted is None:
             wanted = self._wanted = {}
         return wanted
 
-    def _wants(self, kind: EventType) -> bool:
+    def _wants(self, kind: EventType) -> _Want:
         """
-        @return: whether anything here acts on events of a kind: the
-            protocol itself, or a method of its handler's.
+        @return: for events of a kind, whether anything here acts on them
+            (the protocol itself, or a method of its handler's), or, when
+            only the protocol's answer does and a C function gives it, that
+            function (called with the event before it leaves the collector).
         """
-        if kind in _OWN_EVENTS or kind in _ANSWERS:
-            return True
         handler = self.handler
-        if handler is None:
-            return False
-        return bool(
+        handled = handler is not None and bool(
             getattr(handler, "handlers", None)
             or hasattr(handler, kind.method)
             or hasattr(handler, "on_unhandled")
         )
+        if kind in _OWN_EVENTS:
+            return True
+        if kind in _ANSWERS:
+            return True if handled else _RAW_ANSWERS.get(kind.number, True)
+        return handled
 
     def _dispatchOne(self, event: Event) -> None:
         own = _OWN_EVENTS.get(event.type)
@@ -987,6 +966,16 @@ class AMQPProtocol(Protocol):
         self._closeWaiters.fire(None if failure.check(ConnectionDone) else failure)
 
 
+def _answerBeginInC(event: _raw.CData) -> None:
+    """
+    L{_answerBegin}, with proton's C functions, for a handler that does not
+    look at the peer's Begin.
+    """
+    session = _raw.lib.pn_event_session(event)
+    if _raw.lib.pn_session_state(session) & Endpoint.LOCAL_UNINIT:
+        _raw.lib.pn_session_open(session)
+
+
 def _answerBegin(protocol: AMQPProtocol, event: Event) -> None:
     session = eventSession(event)
     if session.state & Endpoint.LOCAL_UNINIT:
@@ -1022,9 +1011,15 @@ _ANSWERS = {
     Event.LINK_REMOTE_DETACH: _answerDetach,
 }
 
+# Answers that C functions give as well, for protocols whose handler does
+# not look at the event (see AMQPProtocol._wants).
+_RAW_ANSWERS: dict[int, Callable[[_raw.CData], None]] = {
+    Event.SESSION_REMOTE_OPEN.number: _answerBeginInC,
+}
+
 # Event kinds and whether protocols of a class, their own handlers, act on
 # them (see AMQPProtocol._wantedKinds).
-_WANTED: dict[type[AMQPProtocol], dict[int, bool]] = {}
+_WANTED: dict[type[AMQPProtocol], dict[int, _Want]] = {}
 
 _OWN_EVENTS = {
     Event.CONNECTION_REMOTE_CLOSE: AMQPProtocol._remoteClose,

@@ -23,7 +23,7 @@ import enum
 from typing import Any
 
 from cproton_ffi import ffi, lib
-from proton import Delivery, Event, Message
+from proton import Delivery, Message
 
 __all__ = [
     "ACCEPTED",
@@ -33,7 +33,6 @@ __all__ = [
     "LinkReader",
     "Read",
     "encodeMessage",
-    "event",
     "forgetAttributes",
     "lib",
     "offerCapabilities",
@@ -150,15 +149,6 @@ def pushInput(transport: CData, data: bytes | bytearray) -> int:
     """
     pushed: int = lib.pn_transport_push(transport, _fromBuffer(data), len(data))
     return pushed
-
-
-def event(impl: CData) -> Event:
-    """
-    @param impl: an event from a collector.
-    @return: proton's wrapper of it.
-    """
-    wrapper: Event = Event.wrap(impl)  # type: ignore[no-untyped-call]
-    return wrapper
 
 
 _newDelivery = lib.pn_delivery

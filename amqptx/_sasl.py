@@ -46,6 +46,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Attribute, implementer
 
+from ._sockets import sendNow
+
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITransport
 
@@ -947,6 +949,9 @@ class SASLGate:
         output = server.takeOutput()
         if output:
             self._transport.write(output)
+            # The client waits for it: at once, not at the reactor's next
+            # turn.
+            sendNow(self._transport)
         state = server.state
         if state == "checking" and self._checking is None:
             credentials = server.pendingCredentials

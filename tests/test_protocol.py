@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from proton import Condition, Endpoint, Message
+from proton import Condition, Endpoint, Event, Message
+from twisted.cred.checkers import AllowAnonymousAccess
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError
@@ -40,6 +41,7 @@ from amqptx import (
     ProtocolError,
 )
 from amqptx._protocol import CLOSE_TIMEOUT, DELIVERY_BUDGET
+from amqptx._sasl import SASLConfig
 from amqptx.testing import IOPump, TestPeer, connectPair
 
 from ._certs import sharedPKI
@@ -495,6 +497,44 @@ class HandlerTests(SynchronousTestCase):
         self.assertEqual(str(logged[0]["event"]), "PN_CONNECTION_REMOTE_OPEN")
         self.flushLoggedErrors(RuntimeError)
 
+    def test_beginAnswered(self) -> None:
+        """
+        The peer's Begin is answered whether or not the handler looks at it;
+        a handler that ends the session instead has its way.
+        """
+
+        class Refusing:
+            handlers: list[object] = []
+
+            def on_session_remote_open(self, event: Event) -> None:
+                session = event.session
+                assert session is not None
+                session.condition = Condition("amqp:not-allowed", "no sessions")
+                session.close()
+
+        outcomes = []
+        for handler in (object(), Refusing()):
+            client = AMQPConnection()
+            pump = connectPair(AMQPProtocol(handler=handler), client, Clock())
+            # The first Begin of a kind of handler teaches the protocol what
+            # the handler looks at; the second takes the path it learned.
+            for _ in range(2):
+                session = client.connection.session()
+                session.open()
+                client.flush()
+                pump.flush()
+                condition = session.remote_condition
+                outcomes.append(
+                    (
+                        bool(session.state & Endpoint.REMOTE_ACTIVE),
+                        condition.name if condition else None,
+                    )
+                )
+        self.assertEqual(
+            outcomes,
+            [(True, None)] * 2 + [(False, "amqp:not-allowed")] * 2,
+        )
+
     def test_flushFromOutside(self) -> None:
         """
         Work done outside proton's dispatch (here: opening a session from test
@@ -720,6 +760,49 @@ class SendNowTests(SynchronousTestCase):
         self.server.dataReceived(self.hello)
         self.assertTrue(self.socket.sent)
         self.assertNotIn(self.socket, self.reactor.getWriters())
+
+    def test_clientFirstBytes(self) -> None:
+        """
+        A client's first bytes, its protocol header, leave within
+        C{connectionMade}: the server waits for them.
+        """
+        client = AMQPConnection()
+        client.configure(ConnectionSettings(mechanisms=("ANONYMOUS",)), Clock())
+        socket = _Socket(self.reactor)
+        client.makeConnection(socket)
+        self.assertEqual(b"".join(socket.sent), self.hello)
+        self.assertNotIn(socket, self.reactor.getWriters())
+
+    def test_saslGateAnswers(self) -> None:
+        """
+        Behind amqptx's own SASL gate as well, each of the server's answers
+        (mechanisms, outcome, then the AMQP header and Open) leaves within
+        the C{dataReceived} of what it answers.
+        """
+        server = TestPeer()
+        server.configure(
+            ConnectionSettings(
+                role="server", sasl=SASLConfig(checkers=(AllowAnonymousAccess(),))
+            ),
+            Clock(),
+        )
+        socket = _Socket(self.reactor)
+        server.makeConnection(socket)
+        answers = 0
+        for _ in range(10):
+            toServer = self.clientTransport.value()
+            self.clientTransport.clear()
+            if not toServer:
+                break
+            server.dataReceived(toServer)
+            self.assertNotIn(socket, self.reactor.getWriters())
+            toClient = b"".join(socket.sent)
+            del socket.sent[:]
+            self.assertTrue(toClient)
+            answers += 1
+            self.client.dataReceived(toClient)
+        self.assertTrue(server.opened and self.client.opened)
+        self.assertEqual(answers, 3)
 
     def test_otherOutputWaits(self) -> None:
         """
