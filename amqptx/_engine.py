@@ -243,16 +243,21 @@ class Engine:
 
         @param settings: what this side says and requires.
         """
-        connection, transport = self.connection, self.transport
-        sasl = transport.sasl()
+        lib = _raw.lib
+        # proton's C functions, as its Transport.sasl() and SASL's setters
+        # call them, without their wrappers.
+        sasl = lib.pn_sasl(self.rawTransport)
         if settings.mechanisms is not None:
-            sasl.allowed_mechs(" ".join(settings.mechanisms))
-        sasl.allow_insecure_mechs = settings.allowInsecureMechanisms
+            mechanisms = " ".join(settings.mechanisms).encode("utf-8")
+            lib.pn_sasl_allowed_mechs(sasl, mechanisms)
+        lib.pn_sasl_set_allow_insecure_mechs(sasl, settings.allowInsecureMechanisms)
         if settings.role == "client":
+            connection = self.rawConnection
             if settings.user is not None:
-                connection.user = settings.user
+                lib.pn_connection_set_user(connection, settings.user.encode("utf-8"))
             if settings.password is not None:
-                connection.password = settings.password
+                password = settings.password.encode("utf-8")
+                lib.pn_connection_set_password(connection, password)
 
     def feed(self, data: bytes) -> None:
         """

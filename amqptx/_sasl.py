@@ -26,9 +26,10 @@ whether PLAIN may go over cleartext, delays and limits).
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import cache
 from typing import TYPE_CHECKING, Literal
 
 from proton import Data, ProtonException
@@ -309,7 +310,8 @@ def _frame(descriptor: int, fill: Callable[[Data], None]) -> bytes:
     return _FRAME_HEADER.pack(8 + len(body), 2, _SASL_FRAME, 0) + body
 
 
-def _mechanismsFrame(mechanisms: Sequence[str]) -> bytes:
+@cache
+def _mechanismsFrame(mechanisms: tuple[str, ...]) -> bytes:
     def fill(data: Data) -> None:
         data.put_array(False, Data.SYMBOL)
         data.enter()
@@ -320,6 +322,7 @@ def _mechanismsFrame(mechanisms: Sequence[str]) -> bytes:
     return _frame(_MECHANISMS, fill)
 
 
+@cache
 def _outcomeFrame(code: SASLOutcome) -> bytes:
     def fill(data: Data) -> None:
         data.put_ubyte(int(code))
@@ -828,14 +831,21 @@ class SASLConfig:
     timeout: float = 30.0
     maxFrameSize: int = 65536
 
+    # What offer() gives, worked out once: a server asks at every connection.
+    _offered: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        offered = self.mechanisms
+        if offered is None:
+            offered = mechanismsFor(self.checkers)
+        object.__setattr__(self, "_offered", offered)
+
     def offer(self) -> tuple[str, ...]:
         """
         @return: the mechanisms to offer, in order, before the connection's
             TLS state narrows them down.
         """
-        if self.mechanisms is not None:
-            return self.mechanisms
-        return mechanismsFor(self.checkers)
+        return self._offered
 
 
 def _describePeer(transport: ITransport) -> str:
