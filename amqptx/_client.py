@@ -98,14 +98,13 @@ class _Link:
         self._clean = False
         self._attachWaiters = Waiters()
         self._detachWaiters = Waiters()
-        self.link = self._attach(connection)
+        self._attach(connection)
 
-    def _attach(self, connection: AMQPConnection) -> Link:
+    def _attach(self, connection: AMQPConnection) -> None:
         """
-        Make and open this link's proton link on a connection.
+        Make and open this link's proton link (C{self.link}) on a connection.
 
         @param connection: the connection.
-        @return: the proton link.
         """
         link = self._makeLink(connection._newSession())
         connection._links[self.name] = self
@@ -113,7 +112,6 @@ class _Link:
         link.open()
         self.link = link
         self._opening()
-        return link
 
     def _opening(self) -> None:
         """
@@ -142,7 +140,7 @@ class _Link:
         @param connection: the new connection.
         """
         self._connection = connection
-        self.link = self._attach(connection)
+        self._attach(connection)
 
     def _whenAttached(self: _L) -> Deferred[_L]:
         if self.failure is not None:

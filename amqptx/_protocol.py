@@ -616,11 +616,11 @@ class AMQPProtocol(Protocol):
                     break
                 # The answer to what was just read (or a client's first
                 # bytes) goes out now, not at the reactor's next turn: the
-                # peer waits for it.  (Not for every
-                # flush: a program that sends many messages in a row flushes
-                # after each, and Twisted sends them all at once.)  Twisted
-                # asks for more if it sent all it held (resumeProducing sets
-                # _again): proton may have kept some back.
+                # peer waits for it.  (Not for every flush: a program that
+                # sends many messages in a row flushes after each, and
+                # Twisted sends them all at once.)  Twisted asks for more if
+                # it sent all it held (resumeProducing sets _again): proton
+                # may have kept some back.
                 wrote = False
                 sendNow(self.transport)
                 if self._yielded or not self._again:
