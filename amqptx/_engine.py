@@ -162,7 +162,12 @@ class Engine:
             self.__dict__["collector"] = collector
             self.rawCollector = collector._impl
         self.rawTransport = lib.pn_transport()
-        if settings.role == "server":
+        if settings.role == "server" and settings.sasl is None:
+            # A proton server transport writes nothing until it has seen
+            # which protocol the client speaks.  After amqptx's SASL gate it
+            # is plain AMQP, which a transport in proton's default mode
+            # reads and writes from the start: the server's header (and its
+            # Open) can go out with the SASL outcome.
             lib.pn_transport_set_server(self.rawTransport)
         self._configure(settings)
         lib.pn_transport_bind(self.rawTransport, self.rawConnection)
@@ -204,6 +209,18 @@ class Engine:
         The proton C{Collector} wrapping L{rawCollector}.
         """
         return _BorrowedCollector(self.rawCollector)
+
+    def openConnection(self) -> None:
+        """
+        Open the connection (send its Open): through proton's wrapper when
+        there is one, which holds what the Open says (properties,
+        capabilities) until then; else with proton's C function.
+        """
+        wrapper: Connection | None = self.__dict__.get("connection")
+        if wrapper is not None:
+            wrapper.open()
+        else:
+            _raw.lib.pn_connection_open(self.rawConnection)
 
     def _configure(self, settings: ConnectionSettings) -> None:
         """

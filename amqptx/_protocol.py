@@ -373,13 +373,21 @@ class AMQPProtocol(Protocol):
     def _startEngine(self, data: bytes) -> None:
         """
         Start proton: a client sends its header and Open; a server reads
-        C{data}, what followed amqptx's SASL exchange.
+        C{data}, what followed amqptx's SASL exchange, and sends its Open
+        without waiting for the client's, unless its handler looks at that
+        first.
         """
         self.engine = self.makeEngine()
         if self.settings.role == "client":
             connection = self.engine.connection
             if connection.state & Endpoint.LOCAL_UNINIT:
                 connection.open()
+        elif self._refusal is None and not self._handles(Event.CONNECTION_REMOTE_OPEN):
+            # Nothing decides on the client's Open: the server's goes out
+            # now, with the SASL outcome (AMQP allows either order, part
+            # 2.4.1), and the client's first links follow its Open in one
+            # write.  One round trip fewer per connection.
+            self.engine.openConnection()
         if data:
             self.engine.feed(data)
         self.flush()
@@ -850,6 +858,18 @@ class AMQPProtocol(Protocol):
             wanted = self._wanted = {}
         return wanted
 
+    def _handles(self, kind: EventType) -> bool:
+        """
+        @return: whether the handler acts on events of a kind (a method of
+            its own, its child handlers, or C{on_unhandled}).
+        """
+        handler = self.handler
+        return handler is not None and bool(
+            getattr(handler, "handlers", None)
+            or hasattr(handler, kind.method)
+            or hasattr(handler, "on_unhandled")
+        )
+
     def _wants(self, kind: EventType) -> _Want:
         """
         @return: for events of a kind, whether anything here acts on them
@@ -857,12 +877,7 @@ class AMQPProtocol(Protocol):
             only the protocol's answer does and a C function gives it, that
             function (called with the event before it leaves the collector).
         """
-        handler = self.handler
-        handled = handler is not None and bool(
-            getattr(handler, "handlers", None)
-            or hasattr(handler, kind.method)
-            or hasattr(handler, "on_unhandled")
-        )
+        handled = self._handles(kind)
         if kind in _OWN_EVENTS:
             return True
         if kind in _ANSWERS:
@@ -908,14 +923,21 @@ class AMQPProtocol(Protocol):
         connection = event.connection
         assert connection is not None, event
         state = connection.state
-        if state & Endpoint.LOCAL_UNINIT and self._refusal is not None:
+        if self._refusal is not None and not state & Endpoint.LOCAL_CLOSED:
+            # (After the server's own Open, when it went out first.)
             connection.condition = Condition(*self._refusal)
             connection.close()
             return
         if state & Endpoint.LOCAL_UNINIT:
             connection.open()
             state = connection.state
-        if not state & Endpoint.LOCAL_ACTIVE or state & Endpoint.REMOTE_CLOSED:
+        if not state & Endpoint.LOCAL_ACTIVE:
+            return
+        if state & Endpoint.REMOTE_CLOSED and self.settings.role == "client":
+            # The server's Close came with its Open: it refused the
+            # connection.  (A client may close as soon as it sees the
+            # server's Open, which a server sends first: its Open and Close
+            # then come together, and the connection did open.)
             return
         self.opened = True
         self._stopHandshakeTimer()

@@ -85,8 +85,8 @@ The states of a L{SASLServer}:
 
   - C{"waiting"}: it needs more bytes from the client;
   - C{"checking"}: L{SASLServer.pendingCredentials} wait for a verdict;
-  - C{"done"}: the client is authenticated and its AMQP header arrived;
-    L{SASLServer.remainder} is for proton;
+  - C{"done"}: the client is authenticated; L{SASLServer.remainder} and
+    what follows are for proton;
   - C{"failed"}: the exchange failed; write L{SASLServer.takeOutput} and
     close the connection.
 """
@@ -420,13 +420,12 @@ def _text(value: bytes, limit: int = _LOGGED) -> str:
 
 
 # The internal phases of a SASLServer, and the public state of each.
-_Phase = Literal["header", "init", "check", "bypass", "amqpHeader", "done", "failed"]
+_Phase = Literal["header", "init", "check", "bypass", "done", "failed"]
 _STATES: dict[_Phase, SASLState] = {
     "header": "waiting",
     "init": "waiting",
     "check": "checking",
     "bypass": "checking",
-    "amqpHeader": "waiting",
     "done": "done",
     "failed": "failed",
 }
@@ -439,9 +438,12 @@ class SASLServer:
     Feed it the client's bytes; write out what L{takeOutput} returns.  When
     L{state} becomes C{"checking"}, check L{pendingCredentials} (see
     L{checkCredentials}) and call L{succeed} or L{fail}.  When it becomes
-    C{"done"}, hand L{remainder} (the client's AMQP header and whatever
-    followed) to a proton server transport without SASL, and every later byte
-    too.  When it becomes C{"failed"}, write the output and close.
+    C{"done"}, which it does as soon as it sends the C{ok} outcome, hand
+    L{remainder} (what the client sent after its C{sasl-init}: its AMQP
+    header and what followed, as far as they came) to a proton transport
+    without SASL, and every later byte too: proton reads the header, and
+    may write its own at once, with the outcome.  When it becomes
+    C{"failed"}, write the output and close.
 
     A client that sends the plain AMQP header, skipping SASL, is let through
     as anonymous when ANONYMOUS is offered: the server then asks for a
@@ -566,9 +568,9 @@ class SASLServer:
         """
         Take the bytes that follow the SASL exchange, for proton.
 
-        @return: once L{state} is C{"done"}, the client's AMQP protocol header
-            and what it sent after it (the first call) or since the last call;
-            before that, C{b""}.
+        @return: once L{state} is C{"done"}, what the client sent after the
+            SASL exchange (its AMQP protocol header first) up to now (the
+            first call) or since the last call; before that, C{b""}.
         """
         if self._phase != "done":
             return b""
@@ -591,12 +593,9 @@ class SASLServer:
             return
         self.avatarId = avatarId
         self.pendingCredentials = None
-        if self._phase == "bypass":
-            self._phase = "done"
-            return
-        self._output.append(_outcomeFrame(SASLOutcome.OK))
-        self._phase = "amqpHeader"
-        self._process()
+        if self._phase != "bypass":
+            self._output.append(_outcomeFrame(SASLOutcome.OK))
+        self._phase = "done"
 
     def fail(self, code: SASLOutcome = SASLOutcome.AUTH) -> None:
         """
@@ -634,9 +633,6 @@ class SASLServer:
             elif phase == "init":
                 if not self._readFrame():
                     return
-            elif phase == "amqpHeader":
-                self._readAMQPHeader()
-                return
             else:
                 return
 
@@ -767,18 +763,6 @@ class SASLServer:
             credentials = Anonymous()
         self.pendingCredentials = credentials
         self._phase = "check"
-
-    def _readAMQPHeader(self) -> None:
-        """
-        After the C{ok} outcome, wait for the client's AMQP protocol header.
-        """
-        data = self._input
-        if bytes(data[:8]) != AMQP_HEADER[: len(data)]:
-            self.failureReason = "no AMQP protocol header after SASL"
-            self._phase = "failed"
-            del data[:]
-        elif len(data) >= 8:
-            self._phase = "done"
 
     def _refuseHeader(self, reason: str) -> None:
         """
@@ -957,12 +941,14 @@ class SASLGate:
         server = self.server
         assert server is not None
         output = server.takeOutput()
+        state = server.state
         if output:
             self._transport.write(output)
-            # The client waits for it: at once, not at the reactor's next
-            # turn.
-            sendNow(self._transport)
-        state = server.state
+            if state != "done":
+                # The client waits for it: at once, not at the reactor's next
+                # turn.  (An C{ok} outcome waits for proton's header and
+                # Open, written next: one send carries all three.)
+                sendNow(self._transport)
         if state == "checking" and self._checking is None:
             credentials = server.pendingCredentials
             assert credentials is not None

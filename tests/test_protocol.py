@@ -776,8 +776,9 @@ class SendNowTests(SynchronousTestCase):
     def test_saslGateAnswers(self) -> None:
         """
         Behind amqptx's own SASL gate as well, each of the server's answers
-        (mechanisms, outcome, then the AMQP header and Open) leaves within
-        the C{dataReceived} of what it answers.
+        (the mechanisms; the outcome with the server's AMQP header and Open)
+        leaves within the C{dataReceived} of what it answers; the client's
+        header and Open need no answer.
         """
         server = TestPeer()
         server.configure(
@@ -798,11 +799,11 @@ class SendNowTests(SynchronousTestCase):
             self.assertNotIn(socket, self.reactor.getWriters())
             toClient = b"".join(socket.sent)
             del socket.sent[:]
-            self.assertTrue(toClient)
-            answers += 1
-            self.client.dataReceived(toClient)
+            if toClient:
+                answers += 1
+                self.client.dataReceived(toClient)
         self.assertTrue(server.opened and self.client.opened)
-        self.assertEqual(answers, 3)
+        self.assertEqual(answers, 2)
 
     def test_otherOutputWaits(self) -> None:
         """

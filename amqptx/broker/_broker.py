@@ -115,7 +115,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .. import _raw
-from .._engine import decodeMessage
+from .._engine import Engine, decodeMessage
 from .._protocol import AMQPProtocol, eventLink, eventSession
 from ._config import BrokerConfig
 from ._nodes import Queue, Topic, _Node, _Stored
@@ -1065,14 +1065,15 @@ class BrokerProtocol(AMQPProtocol):
         """
         self.broker._flush(self)
 
-    def on_connection_remote_open(self, event: Event) -> None:
+    def makeEngine(self) -> Engine:
         """
-        Offer the anonymous relay in the Open the protocol sends next.
+        Make the connection's engine, its Open offering the anonymous relay.
 
-        @param event: proton's event.
+        @return: the engine.
         """
-        assert self.engine is not None
-        _raw.offerCapabilities(self.engine.rawConnection, _ANONYMOUS_RELAY)
+        engine = super().makeEngine()
+        _raw.offerCapabilities(engine.rawConnection, _ANONYMOUS_RELAY)
+        return engine
 
     def on_link_remote_open(self, event: Event) -> None:
         """
