@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from itertools import count
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import uuid4
@@ -153,13 +152,13 @@ class Engine:
         if connection is None:
             self.rawConnection = lib.pn_connection()
         else:
-            self.__dict__["connection"] = connection
+            self._connection = connection
             self.rawConnection = connection._impl
         if collector is None:
             self.rawCollector = lib.pn_collector()
             lib.pn_connection_collect(self.rawConnection, self.rawCollector)
         else:
-            self.__dict__["collector"] = collector
+            self._collector = collector
             self.rawCollector = collector._impl
         self.rawTransport = lib.pn_transport()
         if settings.role == "server" and settings.sasl is None:
@@ -186,29 +185,44 @@ class Engine:
         if self._ownCollector:
             _free(self.rawCollector)
 
-    @cached_property
+    # proton's wrappers, made on first use.  (Class defaults, not
+    # cached_property: that writes to the instance's __dict__, which then
+    # exists as a dictionary of its own, some hundreds of bytes more for each
+    # of a server's thousands of engines.)
+    _connection: Connection | None = None
+    _transport: Transport | None = None
+    _collector: Collector | None = None
+
+    @property
     def connection(self) -> Connection:
         """
         The proton C{Connection} wrapping L{rawConnection}.
         """
-        wrapper: Connection = Connection.wrap(self.rawConnection)  # type: ignore[no-untyped-call]
+        wrapper = self._connection
+        if wrapper is None:
+            wrapper = self._connection = Connection.wrap(self.rawConnection)  # type: ignore[no-untyped-call]
         return wrapper
 
-    @cached_property
+    @property
     def transport(self) -> Transport:
         """
         The proton C{Transport} wrapping L{rawTransport}.
         """
-        wrapper = Transport.wrap(self.rawTransport)
-        assert wrapper is not None
+        wrapper = self._transport
+        if wrapper is None:
+            wrapper = self._transport = Transport.wrap(self.rawTransport)
+            assert wrapper is not None
         return wrapper
 
-    @cached_property
+    @property
     def collector(self) -> Collector:
         """
         The proton C{Collector} wrapping L{rawCollector}.
         """
-        return _BorrowedCollector(self.rawCollector)
+        collector = self._collector
+        if collector is None:
+            collector = self._collector = _BorrowedCollector(self.rawCollector)
+        return collector
 
     def openConnection(self) -> None:
         """
@@ -216,7 +230,7 @@ class Engine:
         there is one, which holds what the Open says (properties,
         capabilities) until then; else with proton's C function.
         """
-        wrapper: Connection | None = self.__dict__.get("connection")
+        wrapper = self._connection
         if wrapper is not None:
             wrapper.open()
         else:

@@ -247,6 +247,22 @@ class AMQPProtocol(Protocol):
     # to the next.  (Before, they may hold what the Open is to say.)
     _forgetsAttributes = False
 
+    # What most connections never set, or set only at their end: class
+    # defaults.  (CPython keeps up to 30 attribute names of a class's
+    # instances beside each instance; past that every instance gets a
+    # dictionary of its own, some hundreds of bytes more, and one more
+    # object for the cyclic garbage collector to walk.)
+    sasl: SASLGate | None = None
+    avatarId: AvatarId | None = None
+    _error: AMQPError | None = None
+    _ended: Failure | None = None
+    _refusal: tuple[str, str] | None = None
+    _handshakeTimer: IDelayedCall | None = None
+    _closeTimer: IDelayedCall | None = None
+    _nextTurn: IDelayedCall | None = None
+    _reader: DeliveryReader | None = None
+    _wanted: dict[int, _Want] | None = None
+
     def __init__(self, handler: object | None = None) -> None:
         """
         @param handler: the object that receives proton's events, or L{None}.
@@ -256,8 +272,6 @@ class AMQPProtocol(Protocol):
         self._handler = handler
         self.engine: Engine | None = None
         self.opened = False
-        self._error: AMQPError | None = None
-        self._ended: Failure | None = None
         self._openWaiters = Waiters()
         self._closeWaiters = Waiters()
         # The next tick proton asked for (see amqptx._alarms), 0 for none.
@@ -265,15 +279,9 @@ class AMQPProtocol(Protocol):
         self._flushing = False
         self._again = False
         self._disconnecting = False
-        self.sasl: SASLGate | None = None
-        self.avatarId: AvatarId | None = None
-        self._refusal: tuple[str, str] | None = None
-        self._handshakeTimer: IDelayedCall | None = None
-        self._closeTimer: IDelayedCall | None = None
         self.closedLocally = False
         # Deliveries left for the next turn (see DELIVERY_BUDGET).
         self._yielded = False
-        self._nextTurn: IDelayedCall | None = None
         self._paused = False
 
     @property
@@ -281,7 +289,7 @@ class AMQPProtocol(Protocol):
         """
         Reads incoming messages as their pieces arrive (made on first use).
         """
-        reader: DeliveryReader | None = self.__dict__.get("_reader")
+        reader = self._reader
         if reader is None:
             reader = self._reader = DeliveryReader()
         return reader
@@ -299,7 +307,7 @@ class AMQPProtocol(Protocol):
     @handler.setter
     def handler(self, handler: object | None) -> None:
         self._handler = handler
-        self.__dict__.pop("_wanted", None)
+        self._wanted = None
 
     # --- configuration -------------------------------------------------------
 
@@ -730,11 +738,6 @@ class AMQPProtocol(Protocol):
     # proton's C functions, set this and override _delivery and _linkFlow
     # (see amqptx._raw): their handler sees neither event.
     _rawEvents = False
-    # Made on first use (see reader and _wantedKinds): a server has
-    # thousands of protocols, and an instance's attributes beyond 30 cost
-    # it a dictionary of its own.
-    _reader: DeliveryReader
-    _wanted: dict[int, _Want]
 
     def _delivery(self, delivery: _raw.CData) -> None:
         """
@@ -853,7 +856,7 @@ class AMQPProtocol(Protocol):
         """
         if self._handler is self and not getattr(self, "handlers", None):
             return _WANTED.setdefault(type(self), {})
-        wanted: dict[int, _Want] | None = self.__dict__.get("_wanted")
+        wanted = self._wanted
         if wanted is None:
             wanted = self._wanted = {}
         return wanted

@@ -1034,6 +1034,22 @@ class WrapperAttributesTests(BrokerMixin):
         self.assertEqual(self.get(receiver).body, "after")
         self.assertNoneKept(self.serverConnection())
 
+    def test_fewAttributes(self) -> None:
+        """
+        The protocols on both sides and their engines set at most 30
+        attribute names, after a message went through each way: past that
+        CPython gives every instance a dictionary of its own.
+        """
+        client = self.connect()
+        receiver = self.receiver(client, "q")
+        d = client.send("q", Message(body="through"))
+        self.flush()
+        self.assertIs(self.successResultOf(d), Outcome.ACCEPTED)
+        self.assertEqual(self.get(receiver).body, "through")
+        server = self.serverConnection()
+        for instance in (client, server, client.engine, server.engine):
+            self.assertLessEqual(len(vars(instance)), 30, sorted(vars(instance)))
+
     def test_refusedLink(self) -> None:
         """
         A refused link is detached with its condition, which proton's
