@@ -356,7 +356,9 @@ class AMQPProtocol(Protocol):
         settings = self.settings
         if settings.role == "server" and settings.sasl is not None:
             assert self.transport is not None
-            # The whole handshake, SASL and Open, must fit in the timeout.
+            # The whole handshake, SASL and Open, must fit in the timeout:
+            # one timer, which ends the gate if it is still on (the gate's
+            # own is not started).
             self._handshakeTimer = self.clock.callLater(
                 settings.sasl.timeout, self._handshakeTimedOut
             )
@@ -368,7 +370,6 @@ class AMQPProtocol(Protocol):
                 authenticated=self._authenticated,
                 failed=self._saslFailed,
             )
-            self.sasl.start()
             return
         # A client's header (and a server's, without SASL) goes out now: the
         # peer waits for it, and nothing else is there to go with it.
@@ -416,6 +417,9 @@ class AMQPProtocol(Protocol):
 
     def _handshakeTimedOut(self) -> None:
         self._handshakeTimer = None
+        if self.sasl is not None:
+            self.sasl.timedOut()
+            return
         self._log.info(
             "Closing a connection from {peer}: no AMQP Open within the "
             "handshake timeout",

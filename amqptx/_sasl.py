@@ -908,7 +908,7 @@ class SASLGate:
         Start the handshake timeout; call it from C{connectionMade}.
         """
         if self._config.timeout:
-            self._timeout = self._clock.callLater(self._config.timeout, self._timedOut)
+            self._timeout = self._clock.callLater(self._config.timeout, self.timedOut)
 
     def dataReceived(self, data: bytes) -> None:
         """
@@ -1019,7 +1019,12 @@ class SASLGate:
         else:
             answer()
 
-    def _timedOut(self) -> None:
+    def timedOut(self) -> None:
+        """
+        End the handshake: it took too long.  Called by the gate's own
+        timeout (see L{start}), or by what times the whole handshake
+        instead (see L{amqptx.AMQPProtocol}).
+        """
         self._timeout = None
         self._log.warn("SASL handshake with {peer} timed out", peer=self.peer)
         self._end("SASL handshake timed out")

@@ -108,17 +108,21 @@ class ServerSASLTests(SynchronousTestCase):
 
     def test_timeout(self) -> None:
         """
-        The handshake timeout runs on the protocol's clock.
+        The handshake timeout runs on the protocol's clock, one timer for
+        SASL and the Open together; when it expires during SASL the
+        connection ends as a failed login.
         """
         clock = Clock()
         server = TestPeer()
-        from twisted.internet.testing import StringTransport
-
         server.configure(_server(checkers=(_USERS,), timeout=5.0), clock)
         transport = StringTransport()
         server.makeConnection(transport)
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
         clock.advance(5.0)
         self.assertTrue(transport.disconnecting)
+        server.connectionLost(Failure(ConnectionDone()))
+        self.failureResultOf(server.whenClosed(), AuthenticationFailed)
+        self.assertEqual(clock.getDelayedCalls(), [])
 
 
 class ServerSASLOverTLSTests(SynchronousTestCase):
