@@ -359,8 +359,7 @@ class AMQPProtocol(Protocol):
         if settings.role == "server" and settings.sasl is not None:
             assert self.transport is not None
             # The whole handshake, SASL and Open, must fit in the timeout:
-            # one timer, which ends the gate if it is still on (the gate's
-            # own is not started).
+            # one timer, which ends the gate if it is still on.
             self._handshakeTimer = self.clock.callLater(
                 settings.sasl.timeout, self._handshakeTimedOut
             )

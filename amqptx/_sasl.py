@@ -17,7 +17,7 @@ Two layers:
     (L{SASLServer.remainder}).  No clock, no transport, no Deferred.
   - L{SASLGate} runs a L{SASLServer} on a Twisted transport: it checks the
     credentials with L{checkCredentials}, delays the answer to a failed login
-    and enforces a handshake timeout on an injected clock, and logs.
+    on an injected clock, and logs (the protocol times the handshake).
 
 L{SASLConfig} holds what a listening endpoint decides (checkers, mechanisms,
 whether PLAIN may go over cleartext, delays and limits).
@@ -802,9 +802,9 @@ class SASLConfig:
     @ivar allowInsecure: whether PLAIN may be offered without TLS.
     @ivar failureDelay: seconds a client waits for the outcome of a refused
         login, which slows password guessing down.
-    @ivar timeout: seconds a client has to finish the handshake, from the
-        moment the connection is made: SASL here, and the AMQP Open (the
-        protocol applies the same timeout to the whole).
+    @ivar timeout: seconds a client has to finish the handshake, SASL and
+        the AMQP Open, from the moment the connection is made (the
+        protocol's timer; see L{SASLGate.timedOut}).
     @ivar maxFrameSize: the largest SASL frame accepted.
     """
 
@@ -858,8 +858,8 @@ class SASLGate:
 
     A refused login is logged at once and answered after
     L{SASLConfig.failureDelay} seconds; bytes arriving meanwhile are dropped.
-    A client that has not finished after L{SASLConfig.timeout} seconds is
-    disconnected.
+    Whoever runs the gate times the handshake (L{SASLConfig.timeout}): the
+    protocol, for SASL and the AMQP Open together, and calls L{timedOut}.
 
     @ivar server: the SASL server, once the first bytes arrived.
     @ivar avatarId: the authenticated client's avatar id, or L{None}.
@@ -881,7 +881,7 @@ class SASLGate:
         """
         @param config: the server's SASL configuration.
         @param transport: the connection's transport.
-        @param clock: the clock for the failure delay and the timeout.
+        @param clock: the clock for the failure delay.
         @param tls: whether the connection is protected by TLS.
         @param authenticated: called with the avatar id and the bytes for
             proton once the client is in.
@@ -901,14 +901,6 @@ class SASLGate:
         self._over = False
         self._checking: Deferred[AvatarId] | None = None
         self._delayed: IDelayedCall | None = None
-        self._timeout: IDelayedCall | None = None
-
-    def start(self) -> None:
-        """
-        Start the handshake timeout; call it from C{connectionMade}.
-        """
-        if self._config.timeout:
-            self._timeout = self._clock.callLater(self._config.timeout, self.timedOut)
 
     def dataReceived(self, data: bytes) -> None:
         """
@@ -1021,11 +1013,8 @@ class SASLGate:
 
     def timedOut(self) -> None:
         """
-        End the handshake: it took too long.  Called by the gate's own
-        timeout (see L{start}), or by what times the whole handshake
-        instead (see L{amqptx.AMQPProtocol}).
+        End the handshake: it took too long.
         """
-        self._timeout = None
         self._log.warn("SASL handshake with {peer} timed out", peer=self.peer)
         self._end("SASL handshake timed out")
 
@@ -1037,10 +1026,9 @@ class SASLGate:
 
     def _stop(self) -> None:
         self._over = True
-        for call in (self._timeout, self._delayed):
-            if call is not None and call.active():
-                call.cancel()
-        self._timeout = self._delayed = None
+        delayed, self._delayed = self._delayed, None
+        if delayed is not None and delayed.active():
+            delayed.cancel()
         checking, self._checking = self._checking, None
         if checking is not None:
             checking.cancel()
