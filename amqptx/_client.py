@@ -9,7 +9,7 @@ import itertools
 from collections import deque
 from collections.abc import Callable
 from enum import Enum
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import proton
 from proton import Delivery, Disposition, Endpoint, Event, Message, Terminus
@@ -38,7 +38,7 @@ from ._protocol import (
 )
 
 if TYPE_CHECKING:
-    from proton import Link, Session
+    from proton import Link
 
 __all__ = [
     "DEFAULT_QUEUE_LIMIT",
@@ -64,6 +64,10 @@ _isSettled = _raw.lib.pn_delivery_settled
 _deliveryLink = _raw.lib.pn_delivery_link
 _update = _raw.lib.pn_delivery_update
 _incref = _raw.lib.pn_incref
+_lib = _raw.lib
+_NULL = _raw.NULL
+_LOCAL_CLOSED = Endpoint.LOCAL_CLOSED
+_REMOTE_CLOSED = Endpoint.REMOTE_CLOSED
 _encodeMessage = _raw.encodeMessage
 _sendMessage = _raw.sendMessage
 _ACCEPTED = _raw.ACCEPTED
@@ -86,9 +90,19 @@ class _Link:
     """
     What senders and receivers share: attaching, detaching, failing.
 
-    @ivar link: the proton link.
+    The link itself is proton's C link (C{_impl}, a pointer, see
+    L{amqptx._raw}), driven with proton's C functions: its Python wrapper,
+    with the attribute record and handle it leaves on the C link, costs
+    more than the rest of a link's opening.
+
     @ivar failure: why the link ended, once it has.
     """
+
+    # The proton link this is attached to, holding a reference of its own
+    # (as a wrapper would) so that it outlives its connection as long as
+    # this does; and how many links this has had (one per connection).
+    _impl: _raw.CData = _NULL
+    _attachments = 0
 
     def __init__(self, connection: AMQPConnection, name: str) -> None:
         self._connection = connection
@@ -100,29 +114,49 @@ class _Link:
         self._detachWaiters = Waiters()
         self._attach(connection)
 
+    def __del__(self, _decref: Callable[[_raw.CData], None] = _lib.pn_decref) -> None:
+        impl = self._impl
+        if impl != _NULL:
+            _decref(impl)
+
+    @property
+    def link(self) -> Link:
+        """
+        The link's proton wrapper (a new one each time: amqptx itself does
+        without).
+        """
+        wrapper: Link = proton.Link.wrap(self._impl)  # type: ignore[no-untyped-call]
+        return wrapper
+
     def _attach(self, connection: AMQPConnection) -> None:
         """
-        Make and open this link's proton link (C{self.link}) on a connection.
+        Make and open this link's proton link (C{self._impl}) on a
+        connection.
 
         @param connection: the connection.
         """
         link = self._makeLink(connection._newSession())
+        _incref(link)
+        previous, self._impl = self._impl, link
+        if previous != _NULL:
+            _lib.pn_decref(previous)
+        self._attachments += 1
         connection._links[self.name] = self
-        connection._byImpl[link._impl] = self
-        link.open()
-        self.link = link
+        connection._byImpl[link] = self
+        _lib.pn_link_open(link)
         self._opening()
 
     def _opening(self) -> None:
         """
-        The link's attach is on its way (C{self.link} is the new link): say
+        The link's attach is on its way (C{self._impl} is the new link): say
         now what else goes with it.
         """
 
-    def _makeLink(self, session: Session) -> Link:
+    def _makeLink(self, session: _raw.CData) -> _raw.CData:
         """
-        @param session: a session.
-        @return: a new proton link of this kind, configured, not yet open.
+        @param session: a session (C{pn_session_t}).
+        @return: a new proton link of this kind (C{pn_link_t}), configured,
+            not yet open.
         """
         raise NotImplementedError()
 
@@ -162,13 +196,13 @@ class _Link:
         if self.failure is not None:
             return succeed(None) if self._clean else fail(self.failure)
         d: Deferred[None] = self._detachWaiters.new()
-        if not self.link.state & Endpoint.LOCAL_CLOSED:
-            self.link.close()
+        if not _lib.pn_link_state(self._impl) & _LOCAL_CLOSED:
+            _lib.pn_link_close(self._impl)
             self._connection.flush()
         return d
 
     def _remoteOpened(self) -> None:
-        if self.link.state & Endpoint.REMOTE_CLOSED or self._terminusRefused():
+        if _lib.pn_link_state(self._impl) & _REMOTE_CLOSED or self._terminusRefused():
             # The peer refuses: a detach with the reason follows (or came
             # with the attach).
             return
@@ -258,13 +292,14 @@ class Sender(_Link):
         self._tags = itertools.count()
         super().__init__(connection, name)
 
-    def _makeLink(self, session: Session) -> Link:
-        link = session.sender(self.name)
-        link.target.address = self.address  # type: ignore[assignment]
+    def _makeLink(self, session: _raw.CData) -> _raw.CData:
+        link = _lib.pn_sender(session, self.name.encode("utf-8"))
+        target = _lib.pn_link_target(link)
+        _raw.setTerminusAddress(target, self.address)
         if self._durable:
-            link.target.durability = Terminus.CONFIGURATION
+            _lib.pn_terminus_set_durability(target, Terminus.CONFIGURATION)
         if self._presettled:
-            link.snd_settle_mode = proton.Link.SND_SETTLED
+            _lib.pn_link_set_snd_settle_mode(link, proton.Link.SND_SETTLED)
         return link
 
     def _park(self) -> None:
@@ -375,13 +410,16 @@ class Sender(_Link):
             self._settledWaiters.fire(None)
 
     def _terminusRefused(self) -> bool:
-        return self.address is not None and self.link.remote_target.address is None
+        if self.address is None:
+            return False
+        target = _lib.pn_link_remote_target(self._impl)
+        return bool(_lib.pn_terminus_get_address(target) == _NULL)
 
     def _transmit(self) -> None:
         waiting = self._waiting
         if not self.attached:
             return
-        link = self.link._impl
+        link = self._impl
         credit = _credit(link)
         if self._presettled:
             while waiting and credit > 0:
@@ -486,7 +524,7 @@ class ReceivedMessage:
         """
         self.message = message
         self._receiver = receiver
-        self._link = receiver.link
+        self._attachment = receiver._attachments
         _incref(delivery)
         self._impl = delivery
         self.settled = bool(_isSettled(delivery))
@@ -563,7 +601,8 @@ class ReceivedMessage:
         if self.settled:
             return
         self.settled = True
-        if self._receiver.failure is not None or self._receiver.link is not self._link:
+        receiver = self._receiver
+        if receiver.failure is not None or receiver._attachments != self._attachment:
             # The link is gone (with its connection, say): the peer gives
             # the message to someone again, or to this receiver once it is
             # attached again.
@@ -613,16 +652,17 @@ class Receiver(_Link):
         self._reader = _raw.LinkReader()
         super().__init__(connection, name)
 
-    def _makeLink(self, session: Session) -> Link:
-        link = session.receiver(self.name)
+    def _makeLink(self, session: _raw.CData) -> _raw.CData:
+        link = _lib.pn_receiver(session, self.name.encode("utf-8"))
+        source = _lib.pn_link_source(link)
         if self._dynamic:
-            link.source.dynamic = True
+            _lib.pn_terminus_set_dynamic(source, True)
         else:
-            link.source.address = self._address  # type: ignore[assignment]
+            _raw.setTerminusAddress(source, self._address)
         if self._durable:
-            link.source.durability = Terminus.CONFIGURATION
+            _lib.pn_terminus_set_durability(source, Terminus.CONFIGURATION)
         if self._presettled:
-            link.snd_settle_mode = proton.Link.SND_SETTLED
+            _lib.pn_link_set_snd_settle_mode(link, proton.Link.SND_SETTLED)
         return link
 
     def _park(self) -> None:
@@ -632,7 +672,7 @@ class Receiver(_Link):
         """
         if self._uncredited is not None:
             # Credit the old link did not use can be given again.
-            self._uncredited += self.link.credit + len(self._buffer)
+            self._uncredited += _credit(self._impl) + len(self._buffer)
         super()._park()
         self._buffer.clear()
         self._reader = _raw.LinkReader()
@@ -645,7 +685,7 @@ class Receiver(_Link):
             credit = min(credit, self._uncredited)
             self._uncredited -= credit
         if credit > 0:
-            cast(proton.Receiver, self.link).flow(credit)
+            _lib.pn_link_flow(self._impl, credit)
 
     @property
     def address(self) -> str | None:
@@ -653,8 +693,10 @@ class Receiver(_Link):
         The source address: the one asked for, or the one the peer created for
         a dynamic receiver.
         """
-        terminus = self.link.remote_source if self.attached else self.link.source
-        return terminus.address
+        impl = self._impl
+        if self.attached:
+            return _raw.terminusAddress(_lib.pn_link_remote_source(impl))
+        return _raw.terminusAddress(_lib.pn_link_source(impl))
 
     def whenAttached(self) -> Deferred[Receiver]:
         """
@@ -714,8 +756,11 @@ class Receiver(_Link):
         return received
 
     def _terminusRefused(self) -> bool:
-        source = self.link.remote_source
-        return source.address is None and not self.link.source.dynamic
+        impl = self._impl
+        source = _lib.pn_link_remote_source(impl)
+        return _lib.pn_terminus_get_address(source) == _NULL and not (
+            _lib.pn_terminus_is_dynamic(_lib.pn_link_source(impl))
+        )
 
     def _opening(self) -> None:
         # The credit goes with the attach, as proton's own receivers give
@@ -725,8 +770,8 @@ class Receiver(_Link):
         self._flow(self._credit)
 
     def _delivery(self, delivery: _raw.CData) -> None:
-        link = self.link._impl
-        if _raw.lib.pn_link_current(link) != delivery:
+        link = self._impl
+        if _lib.pn_link_current(link) != delivery:
             # An update on a message already read (the peer settled it).
             return
         data = self._reader.read(delivery, link)
@@ -765,7 +810,8 @@ class AMQPConnection(AMQPProtocol):
     def __init__(self) -> None:
         super().__init__(handler=self)
         self.recoverable = False
-        self._session: Session | None = None
+        # The session of new links (C{pn_session_t}, see amqptx._raw).
+        self._session: _raw.CData | None = None
         self._links: dict[str, _Link] = {}
         # The same links, by their proton link (a pointer, see amqptx._raw).
         self._byImpl: dict[_raw.CData, _Link] = {}
@@ -774,13 +820,13 @@ class AMQPConnection(AMQPProtocol):
         self._requests: dict[object, Deferred[Message]] = {}
         self._names = itertools.count()
 
-    def _newSession(self) -> Session:
+    def _newSession(self) -> _raw.CData:
         session = self._session
-        if session is None or session.state & (
-            Endpoint.LOCAL_CLOSED | Endpoint.REMOTE_CLOSED
+        if session is None or _lib.pn_session_state(session) & (
+            _LOCAL_CLOSED | _REMOTE_CLOSED
         ):
-            session = self._session = self.connection.session()
-            session.open()
+            session = self._session = _lib.pn_session(self._madeEngine().rawConnection)
+            _lib.pn_session_open(session)
         return session
 
     def _name(self, kind: str) -> str:
@@ -1021,29 +1067,24 @@ class AMQPConnection(AMQPProtocol):
 
     def _forget(self, link: _Link) -> None:
         self._links.pop(link.name, None)
-        self._byImpl.pop(link.link._impl, None)
+        self._byImpl.pop(link._impl, None)
         if isinstance(link, Sender) and self._senders.get(link.address) is link:
             del self._senders[link.address]
 
-    def _linkFor(self, event: Event) -> _Link | None:
-        try:
-            name = eventLink(event).name
-        except UnicodeDecodeError:
-            # Not one of ours: amqptx names its links in ASCII.
-            return None
-        return self._links.get(name)
-
-    # proton's handler convention: the protocol dispatches events here.
-
-    def on_link_remote_open(self, event: Event) -> None:
+    def _linkOpened(self, event: _raw.CData) -> None:
         """
-        The peer attached a link.
+        The peer attached a link (C{PN_LINK_REMOTE_OPEN}, see
+        L{AMQPProtocol._eventsInC}).
 
-        @param event: proton's event.
+        @param event: proton's event (C{pn_event_t}).
         """
-        link = self._linkFor(event)
+        link = self._byImpl.get(_lib.pn_event_link(event))
         if link is not None:
             link._remoteOpened()
+
+    _eventsInC = {Event.LINK_REMOTE_OPEN.number: _linkOpened}
+
+    # proton's handler convention: the protocol dispatches events here.
 
     def on_link_remote_close(self, event: Event) -> None:
         """
@@ -1051,7 +1092,7 @@ class AMQPConnection(AMQPProtocol):
 
         @param event: proton's event.
         """
-        link = self._linkFor(event)
+        link = self._byImpl.get(eventLink(event)._impl)
         if link is not None:
             link._remoteClosed()
 
@@ -1091,7 +1132,7 @@ class AMQPConnection(AMQPProtocol):
         """
         session = eventSession(event)
         name, description, info = conditionFields(session.remote_condition)
-        if self._session == session:
+        if self._session == session._impl:
             self._session = None
         if name in _TRANSIENT and self.recoverable and not self.closedLocally:
             # A broker shutting down (RabbitMQ ends its sessions with
@@ -1108,7 +1149,7 @@ class AMQPConnection(AMQPProtocol):
             SessionEnded(name, description or "the peer ended the session", info)
         )
         for link in list(self._links.values()):
-            if link.link.session == session:
+            if _lib.pn_link_session(link._impl) == session._impl:
                 link._end(reason)
 
     def connectionClosed(self, reason: Failure) -> None:

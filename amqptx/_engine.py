@@ -18,7 +18,7 @@ from itertools import count
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import uuid4
 
-from proton import Collector, Connection, Delivery, Event, Message, Transport
+from proton import Collector, Connection, Delivery, Endpoint, Event, Message, Transport
 
 from . import _raw
 
@@ -226,10 +226,13 @@ class Engine:
 
     def openConnection(self) -> None:
         """
-        Open the connection (send its Open): through proton's wrapper when
-        there is one, which holds what the Open says (properties,
-        capabilities) until then; else with proton's C function.
+        Open the connection (send its Open), unless it is open already:
+        through proton's wrapper when there is one, which holds what the
+        Open says (properties, capabilities) until then; else with proton's
+        C function.
         """
+        if not _raw.lib.pn_connection_state(self.rawConnection) & Endpoint.LOCAL_UNINIT:
+            return
         wrapper = self._connection
         if wrapper is not None:
             wrapper.open()

@@ -12,7 +12,7 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from OpenSSL import SSL
-from proton import Condition, Endpoint, Event, EventType
+from proton import Condition, Connection, Endpoint, Event, EventType
 from service_identity import VerificationError
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
@@ -55,8 +55,9 @@ _UNAUTHORIZED = "amqp:unauthorized-access"
 _T = TypeVar("_T")
 
 # What acts on events of a kind: something (True), nothing (False), or only
-# a C function (see AMQPProtocol._wants).
-_Want = bool | Callable[[_raw.CData], None]
+# a function of the protocol's, with proton's C functions (see
+# AMQPProtocol._wants).
+_Want = bool | Callable[[Any, _raw.CData], None]
 _log = Logger()
 # A Deferred, or an observer and its argument.
 _Waiter = Deferred[Any] | tuple[Callable[[Any], object], Any]
@@ -328,9 +329,16 @@ class AMQPProtocol(Protocol):
         """
         The proton C{Connection}; only while the connection is made.
         """
+        return self._madeEngine().connection
+
+    def _madeEngine(self) -> Engine:
+        """
+        @return: the engine, once the connection is made.
+        @raise RuntimeError: before.
+        """
         if self.engine is None:
             raise RuntimeError("the AMQP connection is not made yet")
-        return self.engine.connection
+        return self.engine
 
     # --- IProtocol -------------------------------------------------------------
 
@@ -389,9 +397,7 @@ class AMQPProtocol(Protocol):
         """
         self.engine = self.makeEngine()
         if self.settings.role == "client":
-            connection = self.engine.connection
-            if connection.state & Endpoint.LOCAL_UNINIT:
-                connection.open()
+            self.engine.openConnection()
         elif self._refusal is None and not self._handles(Event.CONNECTION_REMOTE_OPEN):
             # Nothing decides on the client's Open: the server's goes out
             # now, with the SASL outcome (AMQP allows either order, part
@@ -744,6 +750,11 @@ class AMQPProtocol(Protocol):
     # (see amqptx._raw): their handler sees neither event.
     _rawEvents = False
 
+    # Event kinds (numbers) that a subclass handles itself, with proton's C
+    # functions: a function of the protocol and the event (C{pn_event_t}).
+    # Neither its handler nor the protocol's answers see them.
+    _eventsInC: dict[int, Callable[[Any, _raw.CData], None]] = {}
+
     def _delivery(self, delivery: _raw.CData) -> None:
         """
         Handle a C{PN_DELIVERY} event (when L{_rawEvents} is set).
@@ -829,12 +840,15 @@ class AMQPProtocol(Protocol):
                     self._log.failure("Uncaught exception handling credit")
                 pop(collector)
                 continue
-            want = wanted.get(number, True)
+            want = wanted.get(number)
+            if want is None:
+                known = EventType.TYPES.get(number)
+                want = wanted[number] = True if known is None else self._wants(known)
             if want is not True:
-                # Nobody acts on it, or only an answer in C does: not worth
-                # proton's wrappers.
+                # Nobody acts on it, or only the protocol does, in C: not
+                # worth proton's wrappers.
                 if want is not False:
-                    want(impl)
+                    want(self, impl)
                 pop(collector)
                 continue
             event = _events.event(impl)
@@ -846,8 +860,6 @@ class AMQPProtocol(Protocol):
                     lib.pn_event_link(impl),
                 )
             pop(collector)
-            if number not in wanted:
-                wanted[number] = self._wants(event.type)
             self._dispatchOne(event)
             if ends is not None:
                 _raw.forgetAttributes(*ends)
@@ -882,9 +894,14 @@ class AMQPProtocol(Protocol):
         """
         @return: for events of a kind, whether anything here acts on them
             (the protocol itself, or a method of its handler's), or, when
-            only the protocol's answer does and a C function gives it, that
-            function (called with the event before it leaves the collector).
+            only the protocol does and a function with proton's C functions
+            does it (L{_eventsInC}, or the answer to the peer), that function
+            (called with the protocol and the event before it leaves the
+            collector).
         """
+        inC = self._eventsInC.get(kind.number)
+        if inC is not None:
+            return inC
         handled = self._handles(kind)
         if kind in _OWN_EVENTS:
             return True
@@ -926,19 +943,29 @@ class AMQPProtocol(Protocol):
         handler closed the connection instead, refusing it), and the
         connection is open once both Opens have passed and no Close followed.
         """
-        # The event's wrapper, not one kept by the engine (see
-        # _forgetsAttributes).
         connection = event.connection
         assert connection is not None, event
-        state = connection.state
+        self._answerOpenOf(connection._impl)
+
+    def _answerOpenOf(self, impl: _raw.CData) -> None:
+        """
+        L{_answerOpen}, with proton's C functions where they do.
+
+        @param impl: the connection (C{pn_connection_t}).
+        """
+        lib = _raw.lib
+        state = lib.pn_connection_state(impl)
         if self._refusal is not None and not state & Endpoint.LOCAL_CLOSED:
             # (After the server's own Open, when it went out first.)
+            connection = Connection.wrap(impl)  # type: ignore[no-untyped-call]
             connection.condition = Condition(*self._refusal)
             connection.close()
             return
         if state & Endpoint.LOCAL_UNINIT:
-            connection.open()
-            state = connection.state
+            # A wrapper made now has what the handler gave the event's
+            # (properties, capabilities): the C connection keeps them.
+            Connection.wrap(impl).open()  # type: ignore[no-untyped-call]
+            state = lib.pn_connection_state(impl)
         if not state & Endpoint.LOCAL_ACTIVE:
             return
         if state & Endpoint.REMOTE_CLOSED and self.settings.role == "client":
@@ -996,7 +1023,15 @@ class AMQPProtocol(Protocol):
         self._closeWaiters.fire(None if failure.check(ConnectionDone) else failure)
 
 
-def _answerBeginInC(event: _raw.CData) -> None:
+def _answerOpenInC(protocol: AMQPProtocol, event: _raw.CData) -> None:
+    """
+    L{AMQPProtocol._answerOpen}, for a handler that does not look at the
+    peer's Open.
+    """
+    protocol._answerOpenOf(_raw.lib.pn_event_connection(event))
+
+
+def _answerBeginInC(protocol: AMQPProtocol, event: _raw.CData) -> None:
     """
     L{_answerBegin}, with proton's C functions, for a handler that does not
     look at the peer's Begin.
@@ -1043,7 +1078,8 @@ _ANSWERS = {
 
 # Answers that C functions give as well, for protocols whose handler does
 # not look at the event (see AMQPProtocol._wants).
-_RAW_ANSWERS: dict[int, Callable[[_raw.CData], None]] = {
+_RAW_ANSWERS: dict[int, Callable[[AMQPProtocol, _raw.CData], None]] = {
+    Event.CONNECTION_REMOTE_OPEN.number: _answerOpenInC,
     Event.SESSION_REMOTE_OPEN.number: _answerBeginInC,
 }
 

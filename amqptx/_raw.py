@@ -37,6 +37,8 @@ __all__ = [
     "lib",
     "offerCapabilities",
     "pushInput",
+    "setTerminusAddress",
+    "terminusAddress",
     "readDelivery",
     "sendMessage",
     "takeOutput",
@@ -114,6 +116,31 @@ def offerCapabilities(connection: CData, capabilities: tuple[bytes, ...]) -> Non
     for symbol in capabilities:
         lib.pn_data_put_symbol(data, (len(symbol), _fromBuffer(symbol)))
     lib.pn_data_exit(data)
+
+
+def terminusAddress(terminus: CData) -> str | None:
+    """
+    @param terminus: a link's source or target (C{pn_terminus_t}).
+    @return: its address, as proton's C{Terminus.address}: L{None} when it
+        has none.
+    """
+    address = lib.pn_terminus_get_address(terminus)
+    if address == NULL:
+        return None
+    text: str = ffi.string(address).decode("utf-8")
+    return text
+
+
+def setTerminusAddress(terminus: CData, address: str | None) -> None:
+    """
+    Set (or, with L{None}, clear) the address of a link's source or target.
+
+    @param terminus: the source or target (C{pn_terminus_t}).
+    @param address: the address.
+    """
+    lib.pn_terminus_set_address(
+        terminus, NULL if address is None else address.encode("utf-8")
+    )
 
 
 _OUTPUT = 1 << 18

@@ -27,6 +27,7 @@ from amqptx import (
     Sender,
     SendQueueFull,
     SessionEnded,
+    _raw,
 )
 from amqptx.testing import IOPump, TestPeer, connectPair
 
@@ -894,3 +895,52 @@ class PresettledSettledTests(_Connected):
         self.peer.flush()
         self.pump.flush()
         self.assertIsNone(self.successResultOf(settled))
+
+
+class WrapperlessTests(_Connected):
+    """
+    The Deferred API drives its connection, session and links with proton's
+    C functions: none of them gets a proton wrapper (which would leave an
+    attribute record and a handle on the C object for its lifetime), and a
+    link holds its C link itself.
+    """
+
+    def test_noWrapperRecords(self) -> None:
+        """
+        After a receiver and a sender attached and a message went each way,
+        the client's C connection, session and links have no record of
+        proton's wrappers.
+        """
+        receiver = self.receiver("in", autoAccept=True)
+        self.peer.offer("in", Message(body="in"))
+        sent = self.client.send("out", Message(body="out"))
+        self.pump.flush()
+        self.assertIs(self.successResultOf(sent), Outcome.ACCEPTED)
+        self.assertEqual(self.get(receiver).body, "in")
+        sender = self.client._senders["out"]
+        lib, NULL = _raw.lib, _raw.NULL
+        engine = self.client.engine
+        assert engine is not None
+        records = {
+            "connection": lib.pn_connection_attachments(engine.rawConnection),
+            "session": lib.pn_session_attachments(lib.pn_link_session(receiver._impl)),
+            "receiver": lib.pn_link_attachments(receiver._impl),
+            "sender": lib.pn_link_attachments(sender._impl),
+        }
+        wrapped = [n for n, r in records.items() if lib.pn_record_get_py(r) != NULL]
+        self.assertEqual(wrapped, [])
+
+    def test_linkOutlivesConnection(self) -> None:
+        """
+        A receiver still answers about its link once its connection and
+        engine are gone.
+        """
+        receiver = self.receiver("in")
+        self.client.transport.loseConnection()  # type: ignore[union-attr]
+        self.pump.flush()
+        self.client.engine = None
+        self.peer.engine = None
+        del self.pump
+        gc.collect()
+        self.assertEqual(receiver.address, "in")
+        self.assertEqual(receiver.link.name, receiver.name)
