@@ -818,7 +818,7 @@ class AMQPConnection(AMQPProtocol):
         self._senders: dict[str | None, Sender] = {}
         self._replies: dict[str | None, Receiver] = {}
         self._requests: dict[object, Deferred[Message]] = {}
-        self._names = itertools.count()
+        self._linksNamed = 0
 
     def _newSession(self) -> _raw.CData:
         session = self._session
@@ -830,7 +830,9 @@ class AMQPConnection(AMQPProtocol):
         return session
 
     def _name(self, kind: str) -> str:
-        return f"amqptx-{kind}-{next(self._names)}"
+        number = self._linksNamed
+        self._linksNamed = number + 1
+        return f"amqptx-{kind}-{number}"
 
     def sender(
         self,

@@ -42,8 +42,10 @@ def connect(
         endpoint = target
     else:
         endpoint = AMQPClientEndpoint.fromURL(reactor, target, **options)
-    factory = Factory.forProtocol(AMQPConnection)
-    # A factory per connection: Twisted would log "Starting factory" and
-    # "Stopping factory" for every one.
-    factory.noisy = False
-    return endpoint.connect(factory)  # type: ignore[return-value]
+    return endpoint.connect(_FACTORY)  # type: ignore[return-value]
+
+
+# One factory for every connection (it keeps nothing of theirs), quiet:
+# Twisted would log "Starting factory" and "Stopping factory" for each.
+_FACTORY = Factory.forProtocol(AMQPConnection)
+_FACTORY.noisy = False

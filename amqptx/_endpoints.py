@@ -16,15 +16,11 @@ from twisted.cred.checkers import AllowAnonymousAccess
 from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import (
-    HostnameEndpoint,
-    TCP4ClientEndpoint,
-    TCP4ServerEndpoint,
-    TCP6ClientEndpoint,
-)
-from twisted.internet.error import ConnectingCancelledError, TimeoutError
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ServerEndpoint
+from twisted.internet.error import ConnectingCancelledError, NoProtocol, TimeoutError
 from twisted.internet.interfaces import (
     IAddress,
+    IConnector,
     IListeningPort,
     ILoggingContext,
     IOpenSSLClientConnectionCreator,
@@ -62,6 +58,10 @@ class _ConfiguringFactory:
     """
     Wraps the application's factory: every protocol it builds must be an
     L{IAMQPProtocol}, and is configured with the endpoint's settings.
+
+    A client's factory also reports to its connection attempt: the protocol
+    it built (the TCP connection is made), or, given to C{connectTCP}
+    itself, the connection's failure (Twisted's C{ClientFactory} face).
     """
 
     def __init__(
@@ -69,10 +69,12 @@ class _ConfiguringFactory:
         wrapped: IProtocolFactory,
         settings: ConnectionSettings,
         clock: IReactorTime,
+        attempt: _OpeningAttempt | None = None,
     ) -> None:
         self._wrapped = wrapped
         self._settings = settings
         self._clock = clock
+        self._attempt = attempt
 
     def logPrefix(self) -> str:
         """
@@ -95,94 +97,110 @@ class _ConfiguringFactory:
 
     def buildProtocol(self, addr: IAddress) -> IProtocol | None:
         """
-        Build the application's protocol and configure it.
+        Build the application's protocol and configure it.  A client's
+        attempt fails when there is none, or it is not an AMQP protocol
+        (and the connection is dropped), as with Twisted's endpoints.
         """
-        protocol = self._wrapped.buildProtocol(addr)
-        if protocol is None:
+        # Once: the connector keeps its factory as long as the connection,
+        # and another connection built (one that lost a race between a
+        # name's addresses) is none of the attempt's business.
+        attempt, self._attempt = self._attempt, None
+        try:
+            protocol = self._wrapped.buildProtocol(addr)
+            if protocol is None:
+                if attempt is None:
+                    return None
+                raise NoProtocol()
+            if not IAMQPProtocol.providedBy(protocol):
+                raise TypeError(
+                    f"an AMQP endpoint needs a factory of AMQP protocols "
+                    f"(IAMQPProtocol), not of {protocol!r}"
+                )
+        except BaseException:
+            if attempt is None:
+                raise
+            attempt.failed(Failure())
             return None
-        if not IAMQPProtocol.providedBy(protocol):
-            raise TypeError(
-                f"an AMQP endpoint needs a factory of AMQP protocols "
-                f"(IAMQPProtocol), not of {protocol!r}"
-            )
         protocol.configure(self._settings, self._clock)
+        if attempt is not None:
+            attempt.built(protocol)
         return protocol
 
-
-@implementer(IStreamClientEndpoint)
-class _TLSClientEndpoint:
-    """
-    TLS over another client endpoint, with TLS's timers on the endpoint's
-    clock (Twisted's C{wrapClientTLS} always uses the global reactor).
-    """
-
-    def __init__(
-        self,
-        wrapped: IStreamClientEndpoint,
-        options: IOpenSSLClientConnectionCreator,
-        clock: object,
-    ) -> None:
-        self._wrapped = wrapped
-        self._options = options
-        self._clock = clock
-
-    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
+    def startedConnecting(self, connector: IConnector) -> None:
         """
-        Connect, and start TLS as the client.
-
-        @param protocolFactory: the factory of the protocol to run over TLS.
-        @return: a Deferred that fires with the protocol over TLS.
+        A connector started (C{ClientFactory}): nothing to do.
         """
-        factory = TLSMemoryBIOFactory(
-            self._options,
-            True,
-            protocolFactory,
-            clock=self._clock,  # type: ignore[arg-type]
-        )
-        connecting: Deferred[IProtocol] = self._wrapped.connect(factory)
-        return connecting.addCallback(_wrappedProtocol)
 
+    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
+        """
+        No TCP connection could be made: the attempt fails.
+        """
+        attempt, self._attempt = self._attempt, None
+        if attempt is not None:
+            attempt.failed(reason)
 
-def _wrappedProtocol(protocol: IProtocol) -> IProtocol:
-    wrapped: IProtocol = protocol.wrappedProtocol  # type: ignore[attr-defined]
-    return wrapped
+    def clientConnectionLost(self, connector: IConnector, reason: Failure) -> None:
+        """
+        The connection ended (C{ClientFactory}): the protocol tells its own
+        users.
+        """
 
 
 class _OpeningAttempt:
     """
     One connection attempt of an L{AMQPClientEndpoint}: the TCP (and TLS)
     connection, then the AMQP Open, under one timeout and one canceller.
+
+    Its L{_ConfiguringFactory} tells it of the protocol built (L{built}), or
+    of the connection's failure (L{failed}); the TCP connection is made
+    either by a connector of the attempt's own (L{connector}) or by an
+    endpoint (L{through}), which only reports failures.
     """
 
     def __init__(
-        self,
-        clock: IReactorTime,
-        timeout: float | None,
-        connecting: Deferred[IProtocol],
-        description: str,
+        self, clock: IReactorTime, timeout: float | None, description: str
     ) -> None:
         self.result: Deferred[IAMQPProtocol] = Deferred(self._cancel)
         self._description = description
         self._protocol: IAMQPProtocol | None = None
-        self._connecting = connecting
+        self.connector: IConnector | None = None
+        self._connecting: Deferred[IProtocol] | None = None
         self._timer: IDelayedCall | None = None
         if timeout is not None:
             self._timer = clock.callLater(timeout, self._timedOut)
-        connecting.addCallbacks(self._connected, self._failed)
 
-    def _connected(self, protocol: IProtocol) -> None:
+    def through(self, connecting: Deferred[IProtocol]) -> None:
+        """
+        The TCP connection is an endpoint's.
+
+        @param connecting: what the endpoint's C{connect} returned.
+        """
+        self._connecting = connecting
+        connecting.addErrback(self.failed)
+
+    def built(self, protocol: IProtocol) -> None:
+        """
+        The TCP connection is made, and the factory built its protocol.
+
+        @param protocol: what the application's factory built: the Deferred
+            fires with it (a wrapper, for C{ClientService}), not with what it
+            wraps.
+        """
         amqp = IAMQPProtocol(protocol)
         self._protocol = amqp
-        # Fire with the protocol the factory built (a wrapper, for
-        # ClientService), not with what it wraps.
-        amqp.whenOpened().addCallbacks(lambda _: self._opened(protocol), self._failed)
+        amqp.whenOpened().addCallbacks(lambda _: self._opened(protocol), self.failed)
 
     def _opened(self, protocol: IProtocol) -> None:
         self._stopTimer()
         if not self.result.called:
             self.result.callback(protocol)  # type: ignore[arg-type]
 
-    def _failed(self, reason: Failure) -> None:
+    def failed(self, reason: Failure) -> None:
+        """
+        The attempt failed, unless it is over already.
+
+        @param reason: why.
+        """
         self._stopTimer()
         if not self.result.called:
             self.result.errback(reason)
@@ -197,7 +215,10 @@ class _OpeningAttempt:
         self.result.errback(reason)
         protocol = self._protocol
         if protocol is None:
-            self._connecting.cancel()
+            if self._connecting is not None:
+                self._connecting.cancel()
+            elif self.connector is not None:
+                self.connector.stopConnecting()
         elif protocol.transport is not None:  # type: ignore[attr-defined]
             protocol.transport.abortConnection()  # type: ignore[attr-defined]
 
@@ -209,39 +230,6 @@ class _OpeningAttempt:
         self._abandon(
             TimeoutError(f"the AMQP connection to {self._description} did not open")
         )
-
-
-def _tcpEndpoint(
-    reactor: Any,
-    host: str,
-    port: int,
-    timeout: float,
-    bindAddress: tuple[str, int] | None,
-) -> IStreamClientEndpoint:
-    """
-    @return: a TCP endpoint to a host: straight to a numeric address (no
-        name resolution, which Twisted does in a thread), else through
-        L{HostnameEndpoint} (every address of the name, IPv4 and IPv6).
-    """
-    if isIPAddress(host):
-        return TCP4ClientEndpoint(
-            reactor,
-            host,
-            port,
-            timeout=timeout,
-            bindAddress=bindAddress,
-        )
-    if isIPv6Address(host):
-        return TCP6ClientEndpoint(
-            reactor,
-            host,
-            port,
-            timeout=timeout,
-            bindAddress=bindAddress,
-        )
-    return HostnameEndpoint(
-        reactor, host, port, timeout=timeout, bindAddress=bindAddress
-    )
 
 
 @implementer(IStreamClientEndpoint)
@@ -427,27 +415,29 @@ class AMQPClientEndpoint:
               - L{twisted.internet.error.ConnectingCancelledError} when
                 cancelled.
         """
-        reactor = self._reactor
-        factory = _ConfiguringFactory(
-            protocolFactory,
-            self.settings,
-            reactor,  # type: ignore[arg-type]
-        )
-        endpoint = _tcpEndpoint(
-            reactor,
-            self._host,
-            self._port,
-            self._timeout or DEFAULT_TIMEOUT,
-            self._bindAddress,
-        )
-        if self._tlsOptions is not None:
-            endpoint = _TLSClientEndpoint(endpoint, self._tlsOptions, reactor)
-        attempt = _OpeningAttempt(
-            reactor,  # type: ignore[arg-type]
-            self._timeout,
-            endpoint.connect(factory),
-            f"{self._host}:{self._port}",
-        )
+        reactor: Any = self._reactor
+        host, port, tlsOptions = self._host, self._port, self._tlsOptions
+        timeout = self._timeout or DEFAULT_TIMEOUT
+        attempt = _OpeningAttempt(reactor, self._timeout, f"{host}:{port}")
+        factory = _ConfiguringFactory(protocolFactory, self.settings, reactor, attempt)
+        wrapped: IProtocolFactory = factory
+        if tlsOptions is not None:
+            # TLS's timers on the endpoint's clock (Twisted's wrapClientTLS
+            # always uses the global reactor).
+            wrapped = TLSMemoryBIOFactory(tlsOptions, True, factory, clock=reactor)
+        if isIPAddress(host) or isIPv6Address(host):
+            # Straight to the address: no name resolution (which Twisted's
+            # endpoints do in a thread for IPv6), and none of the wrappers
+            # of Twisted's endpoints between the transport and the protocol.
+            attempt.connector = reactor.connectTCP(
+                host, port, wrapped, timeout, self._bindAddress
+            )
+        else:
+            # Every address of the name, IPv4 and IPv6.
+            endpoint = HostnameEndpoint(
+                reactor, host, port, timeout=timeout, bindAddress=self._bindAddress
+            )
+            attempt.through(endpoint.connect(wrapped))
         return attempt.result  # type: ignore[return-value]
 
 

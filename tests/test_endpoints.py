@@ -22,6 +22,7 @@ from twisted.internet.endpoints import (
 from twisted.internet.error import (
     ConnectingCancelledError,
     ConnectionRefusedError,
+    NoProtocol,
     TimeoutError,
 )
 from twisted.internet.interfaces import (
@@ -1203,17 +1204,25 @@ class ConnectTests(SynchronousTestCase):
     fails with the documented errors otherwise.
     """
 
+    # The host connected to: a name (through Twisted's HostnameEndpoint);
+    # subclasses connect to numeric addresses (straight through connectTCP).
+    host = "h"
+    # How errors name it.
+    described = "h:5672"
+
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
 
-    def connect(self, description: str = "amqp:h:5672") -> Deferred[IProtocol]:
+    def connect(self, options: str = "") -> Deferred[IProtocol]:
         """
-        Connect with a client endpoint string.
+        Connect with a client endpoint string to L{host}, port 5672.
 
-        @param description: the endpoint string.
+        @param options: the string's options, from C{":"}.
         @return: the Deferred of C{connect}.
         """
-        endpoint: IStreamClientEndpoint = clientFromString(self.reactor, description)
+        endpoint: IStreamClientEndpoint = clientFromString(
+            self.reactor, f"amqp:{self.host}:5672{options}"
+        )
         return endpoint.connect(_connectionFactory())
 
     def listenAMQP(self, description: str = "amqp:5672") -> None:
@@ -1257,7 +1266,8 @@ class ConnectTests(SynchronousTestCase):
         self.listenAMQP("amqp:5672:containerId=server-1")
         endpoint = clientFromString(
             self.reactor,
-            "amqp:h:5672:containerId=client-1:virtualHost=vh:maxFrameSize=4096",
+            f"amqp:{self.host}:5672:containerId=client-1:virtualHost=vh"
+            ":maxFrameSize=4096",
         )
         assert isinstance(endpoint, AMQPClientEndpoint)
         d = endpoint.connect(_connectionFactory())
@@ -1277,7 +1287,7 @@ class ConnectTests(SynchronousTestCase):
         time passing leaves the connection open.
         """
         self.listenAMQP()
-        d = self.connect("amqp:h:5672:timeout=5")
+        d = self.connect(":timeout=5")
         pump = completeConnection(self.reactor)
         connection = self.successResultOf(d)
         self.reactor.advance(60)
@@ -1292,12 +1302,12 @@ class ConnectTests(SynchronousTestCase):
         When the TCP connection is not made within C{timeout}, C{connect}
         fails with L{TimeoutError} and the attempt is stopped.
         """
-        d = self.connect("amqp:h:5672:timeout=5")
+        d = self.connect(":timeout=5")
         self.reactor.advance(4.9)
         self.assertNoResult(d)
         self.reactor.advance(0.2)
         failure = self.failureResultOf(d, TimeoutError)
-        self.assertIn("h:5672", str(failure.value))
+        self.assertIn(self.described, str(failure.value))
         self.assertTrue(self.reactor.connectors[-1].stoppedConnecting)
         self.assertEqual(self.reactor.getDelayedCalls(), [])
 
@@ -1324,7 +1334,7 @@ class ConnectTests(SynchronousTestCase):
         d = self.connect()
         d.cancel()
         failure = self.failureResultOf(d, ConnectingCancelledError)
-        self.assertIn("h:5672", str(failure.value))
+        self.assertIn(self.described, str(failure.value))
         self.assertTrue(self.reactor.connectors[-1].stoppedConnecting)
         self.assertEqual(self.reactor.getDelayedCalls(), [])
 
@@ -1352,7 +1362,7 @@ class ConnectTests(SynchronousTestCase):
         is dropped.
         """
         self.listenPlain(_Silent)
-        d = self.connect("amqp:h:5672:timeout=2")
+        d = self.connect(":timeout=2")
         pump = completeConnection(self.reactor)
         self.reactor.advance(1.9)
         self.assertNoResult(d)
@@ -1396,7 +1406,7 @@ class ConnectTests(SynchronousTestCase):
         endpoint's factory refuses to build the protocol.
         """
         self.listenAMQP()
-        d = clientFromString(self.reactor, "amqp:h:5672").connect(
+        d = clientFromString(self.reactor, f"amqp:{self.host}:5672").connect(
             Factory.forProtocol(Protocol)
         )
         # What the reactor does when the TCP connection is made:
@@ -1415,7 +1425,7 @@ class ConnectTests(SynchronousTestCase):
         condition C{amqp:unauthorized-access}.
         """
         self.listenAMQP()
-        d = self.connect("amqp:h:5672:mechanisms=EXTERNAL")
+        d = self.connect(":mechanisms=EXTERNAL")
         pump = completeConnection(self.reactor)
         pump.flush()
         failure = self.failureResultOf(d, AuthenticationFailed)
@@ -1425,6 +1435,71 @@ class ConnectTests(SynchronousTestCase):
 
 
 # TLS in memory --------------------------------------------------------------------
+
+
+class AddressConnectTests(ConnectTests):
+    """
+    L{ConnectTests} to a numeric IPv4 address: the endpoint connects
+    straight through C{connectTCP}, without Twisted's endpoints.
+    """
+
+    host = "127.0.0.1"
+    described = "127.0.0.1:5672"
+
+    def test_straight(self) -> None:
+        """
+        The endpoint's own C{connectTCP} carries the timeout and the bind
+        address, and the transport's protocol is the AMQP connection itself:
+        no wrapper of Twisted's endpoints between them.
+        """
+        self.listenAMQP()
+        d = self.connect(":timeout=7:bindAddress=127.0.0.2")
+        _, port, _, timeout, bindAddress = self.reactor.tcpClients[-1]
+        self.assertEqual((port, timeout, bindAddress), (5672, 7.0, ("127.0.0.2", 0)))
+        pump = completeConnection(self.reactor)
+        connection = self.successResultOf(d)
+        self.assertIs(pump.clientIO.protocol, connection)
+
+    def test_notAnAMQPFactory(self) -> None:
+        """
+        A factory of protocols that are not L{IAMQPProtocol} fails the
+        attempt with L{TypeError} naming it, and a factory that builds none
+        with L{NoProtocol}; the connector gets no protocol (Twisted then
+        drops the connection).
+        """
+        endpoint = clientFromString(self.reactor, f"amqp:{self.host}:5672")
+        none = Factory()
+        none.buildProtocol = lambda addr: None  # type: ignore[method-assign]
+        for factory, error, named in [
+            (Factory.forProtocol(Protocol), TypeError, "IAMQPProtocol"),
+            (none, NoProtocol, ""),
+        ]:
+            d = endpoint.connect(factory)
+            connecting = self.reactor.tcpClients[-1][2]
+            self.assertIsNone(connecting.buildProtocol(None))
+            self.assertIn(named, str(self.failureResultOf(d, error).value))
+            self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+
+class IPv6AddressConnectTests(AddressConnectTests):
+    """
+    L{ConnectTests} to a numeric IPv6 address, straight through
+    C{connectTCP} too.
+    """
+
+    host = "[::1]"
+    described = "::1:5672"
+
+    def test_straight(self) -> None:
+        """
+        The endpoint's own C{connectTCP} goes to the address without its
+        brackets, and the transport's protocol is the AMQP connection.
+        """
+        self.listenAMQP()
+        d = self.connect()
+        self.assertEqual(self.reactor.tcpClients[-1][:2], ("::1", 5672))
+        pump = completeConnection(self.reactor)
+        self.assertIs(pump.clientIO.protocol, self.successResultOf(d))
 
 
 class TLSTests(SynchronousTestCase):
