@@ -36,7 +36,7 @@ from ._errors import (
 )
 from ._interfaces import IAMQPProtocol
 from ._sasl import AvatarId, SASLGate
-from ._sockets import sendNow, socketOf
+from ._sockets import sendNow, socketOf, writeNow
 
 if TYPE_CHECKING:
     from proton import Connection, Delivery, Handler, Link, Session
@@ -388,24 +388,29 @@ class AMQPProtocol(Protocol):
         finally:
             self._answering = False
 
-    def _startEngine(self, data: bytes) -> None:
+    def _startEngine(self, data: bytes, outcome: bytes = b"") -> None:
         """
-        Start proton: a client sends its header and Open; a server reads
-        C{data}, what followed amqptx's SASL exchange, and sends its Open
-        without waiting for the client's, unless its handler looks at that
-        first.
+        Start proton: a client sends its header and Open; a server sends
+        C{outcome}, the SASL outcome of amqptx's SASL gate, with its header
+        and its Open (without waiting for the client's, unless its handler
+        looks at that first), then reads C{data}, what followed the SASL
+        exchange.
         """
-        self.engine = self.makeEngine()
+        engine = self.engine = self.makeEngine()
         if self.settings.role == "client":
-            self.engine.openConnection()
+            engine.openConnection()
         elif self._refusal is None and not self._handles(Event.CONNECTION_REMOTE_OPEN):
             # Nothing decides on the client's Open: the server's goes out
             # now, with the SASL outcome (AMQP allows either order, part
             # 2.4.1), and the client's first links follow its Open in one
             # write.  One round trip fewer per connection.
-            self.engine.openConnection()
+            engine.openConnection()
+        if outcome:
+            # The client waits for it: now, in one send with proton's first
+            # bytes.
+            writeNow(self.transport, outcome + engine.takeOutput())
         if data:
-            self.engine.feed(data)
+            engine.feed(data)
         self.flush()
 
     def makeEngine(self) -> Engine:
@@ -417,10 +422,12 @@ class AMQPProtocol(Protocol):
         """
         return Engine(self.settings)
 
-    def _authenticated(self, avatarId: AvatarId, remainder: bytes) -> None:
+    def _authenticated(
+        self, avatarId: AvatarId, remainder: bytes, outcome: bytes
+    ) -> None:
         self.sasl = None
         self.avatarId = avatarId
-        self._startEngine(remainder)
+        self._startEngine(remainder, outcome)
 
     def _handshakeTimedOut(self) -> None:
         self._handshakeTimer = None
@@ -626,13 +633,16 @@ class AMQPProtocol(Protocol):
         clock = self.clock
         assert clock is not None
         wrote = False
+        # The answer to what was just read (or a client's first bytes),
+        # gathered to go out in one send at the end.
+        answer: list[bytes] | None = [] if self._answering else None
         try:
             while True:
                 self._again = False
                 engine.retryInput()
                 self._dispatchAll(engine, DELIVERY_BUDGET)
                 deadline = engine.tick(clock.seconds())
-                wrote = self._write(engine) or wrote
+                wrote = self._write(engine, answer) or wrote
                 if self._yielded:
                     self._waitForPoll()
                 elif self._again or engine.hasEvents():
@@ -648,12 +658,18 @@ class AMQPProtocol(Protocol):
                 # Twisted sends them all at once.)  Twisted asks for more if
                 # it sent all it held (resumeProducing sets _again): proton
                 # may have kept some back.
+                assert answer is not None
                 wrote = False
+                writeNow(self.transport, b"".join(answer))
+                del answer[:]
                 sendNow(self.transport)
                 if self._yielded or not self._again:
                     break
         finally:
             self._flushing = False
+            if answer:
+                # (Only if something raised.)
+                self.transport.write(b"".join(answer))  # type: ignore[union-attr]
         self._arm(deadline)
         if engine.outputClosed() and not self._disconnecting:
             if engine.transport.closed or self._error is not None:
@@ -674,19 +690,21 @@ class AMQPProtocol(Protocol):
             self._leaveTransport()
             self.transport.loseConnection()  # type: ignore[union-attr]
 
-    def _write(self, engine: Engine) -> bool:
+    def _write(self, engine: Engine, answer: list[bytes] | None) -> bool:
         """
         Give the transport proton's output, unless the transport holds
-        enough (see L{pauseProducing}).
+        enough (see L{pauseProducing}); or, for an answer to what was read,
+        add it to C{answer}, to be sent at once (see L{writeNow}).
 
         @return: whether anything was written.
         """
         wrote = False
+        write = self.transport.write if answer is None else answer.append  # type: ignore[union-attr]
         while not self._outputHeld and not self._disconnecting:
             output = engine.takeOutput()
             if not output:
                 break
-            self.transport.write(output)  # type: ignore[union-attr]
+            write(output)
             wrote = True
         return wrote
 

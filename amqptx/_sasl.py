@@ -47,7 +47,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Attribute, implementer
 
-from ._sockets import sendNow
+from ._sockets import writeNow
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITransport
@@ -853,8 +853,10 @@ class SASLGate:
     TLS handshake, and with it the client certificate, is over by then),
     writes the server's answers to the transport, checks the client's
     credentials with L{checkCredentials}, and then either calls
-    C{authenticated(avatarId, remainder)}, after which the caller hands
-    C{remainder} and every later byte to proton, or closes the transport.
+    C{authenticated(avatarId, remainder, outcome)}, after which the caller
+    sends C{outcome} (the C{ok} outcome frame, for the caller to send with
+    its own first bytes: one send) and hands C{remainder} and every later
+    byte to proton, or closes the transport.
 
     A refused login is logged at once and answered after
     L{SASLConfig.failureDelay} seconds; bytes arriving meanwhile are dropped.
@@ -875,7 +877,7 @@ class SASLGate:
         clock: IReactorTime,
         *,
         tls: bool,
-        authenticated: Callable[[AvatarId, bytes], None],
+        authenticated: Callable[[AvatarId, bytes, bytes], None],
         failed: Callable[[str], None] | None = None,
     ) -> None:
         """
@@ -883,8 +885,8 @@ class SASLGate:
         @param transport: the connection's transport.
         @param clock: the clock for the failure delay.
         @param tls: whether the connection is protected by TLS.
-        @param authenticated: called with the avatar id and the bytes for
-            proton once the client is in.
+        @param authenticated: called with the avatar id, the bytes for
+            proton and the outcome frame to send once the client is in.
         @param failed: called with the reason just before the gate closes
             the transport (refused credentials, a broken exchange, a timeout);
             or L{None}.
@@ -934,13 +936,11 @@ class SASLGate:
         assert server is not None
         output = server.takeOutput()
         state = server.state
-        if output:
-            self._transport.write(output)
-            if state != "done":
-                # The client waits for it: at once, not at the reactor's next
-                # turn.  (An C{ok} outcome waits for proton's header and
-                # Open, written next: one send carries all three.)
-                sendNow(self._transport)
+        if output and state != "done":
+            # The client waits for it: at once, not at the reactor's next
+            # turn.  (An C{ok} outcome goes with proton's header and Open,
+            # which the caller writes next: one send carries all three.)
+            writeNow(self._transport, output)
         if state == "checking" and self._checking is None:
             credentials = server.pendingCredentials
             assert credentials is not None
@@ -956,7 +956,7 @@ class SASLGate:
                 peer=self.peer,
             )
             assert server.avatarId is not None
-            self._authenticated(server.avatarId, server.remainder())
+            self._authenticated(server.avatarId, server.remainder(), output)
         elif state == "failed":
             self._log.warn(
                 "SASL {mechanism} login of {user} from {peer} failed: {reason}",

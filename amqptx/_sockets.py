@@ -8,7 +8,48 @@ from __future__ import annotations
 from twisted.internet.abstract import FileDescriptor
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 
-__all__ = ["sendNow", "socketOf"]
+__all__ = ["sendNow", "socketOf", "writeNow"]
+
+
+def _idle(transport: FileDescriptor) -> bool:
+    """
+    @return: whether a socket transport is connected, open, and holds
+        nothing it was given to send (so that what is sent now goes out in
+        order).  Twisted's private attributes, when they are not there,
+        count as not idle: Twisted's own way then.
+    """
+    return bool(
+        transport.connected
+        and not transport.disconnecting
+        and not getattr(transport, "_writeDisconnected", True)
+        and transport.offset == len(transport.dataBuffer)
+        and not getattr(transport, "_tempDataLen", True)
+    )
+
+
+def writeNow(transport: object, data: bytes) -> None:
+    """
+    Send bytes now, straight to the socket, when a Twisted TCP transport
+    holds nothing else to send; what the socket does not take (or all of
+    it, on any other transport) goes through the transport's C{write}, to
+    be sent at the reactor's next turn.
+
+    What C{transport.write} and then L{sendNow} would do, without
+    registering the socket to write and unregistering it: two C{epoll_ctl}
+    system calls and their Python, for every answer.  A send that fails
+    (the connection is lost) leaves the bytes to the transport, whose next
+    write finds the same and ends the connection.
+
+    @param transport: a protocol's transport.
+    @param data: the bytes.
+    """
+    if isinstance(transport, FileDescriptor) and _idle(transport):
+        sent = transport.writeSomeData(data)
+        if isinstance(sent, int) and sent > 0:
+            if sent == len(data):
+                return
+            data = data[sent:]
+    transport.write(data)  # type: ignore[attr-defined]
 
 
 def sendNow(transport: object) -> None:
@@ -35,6 +76,7 @@ def sendNow(transport: object) -> None:
         isinstance(transport, FileDescriptor)
         and transport.connected
         and not transport.disconnecting
+        and not _idle(transport)
     ):
         transport.doWrite()
 

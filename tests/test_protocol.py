@@ -718,6 +718,25 @@ class _Socket(FileDescriptor):
         return IPv4Address("TCP", "127.0.0.1", 5672)
 
 
+class _Watching(_Socket):
+    """
+    A L{_Socket} that counts the times it was registered to write, and may
+    take only so many bytes per send.
+    """
+
+    registered = 0
+    takes: int | None = None
+
+    def startWriting(self) -> None:
+        self.registered += 1
+        super().startWriting()
+
+    def writeSomeData(self, data: bytes) -> int:
+        if self.takes is not None:
+            data = data[: self.takes]
+        return super().writeSomeData(data)
+
+
 class SendNowTests(SynchronousTestCase):
     """
     On a TCP transport, the answer to what was read leaves at once, not at
@@ -805,6 +824,66 @@ class SendNowTests(SynchronousTestCase):
         self.assertTrue(server.opened and self.client.opened)
         self.assertEqual(answers, 2)
 
+    def test_straightToTheSocket(self) -> None:
+        """
+        Each answer, behind amqptx's SASL gate too (the mechanisms; the
+        outcome with the server's header and Open), is one send straight to
+        the socket: the socket is never registered to write (no reactor
+        round, no C{epoll_ctl}).
+        """
+        server = TestPeer()
+        server.configure(
+            ConnectionSettings(
+                role="server", sasl=SASLConfig(checkers=(AllowAnonymousAccess(),))
+            ),
+            Clock(),
+        )
+        socket = _Watching(self.reactor)
+        server.makeConnection(socket)
+        sends = []
+        while toServer := self.clientTransport.value():
+            self.clientTransport.clear()
+            server.dataReceived(toServer)
+            sends.append(len(socket.sent))
+            self.client.dataReceived(b"".join(socket.sent))
+            del socket.sent[:]
+        self.assertTrue(server.opened and self.client.opened)
+        # (The client's header and Open need no answer.)
+        self.assertEqual(sends, [1, 1, 0])
+        self.assertEqual(socket.registered, 0)
+
+    def test_partOfAnAnswer(self) -> None:
+        """
+        What the socket does not take of an answer waits for the reactor,
+        which sends it next, in order.
+        """
+        socket = _Watching(self.reactor)
+        socket.takes = 3
+        self.server = TestPeer()
+        self.server.configure(ConnectionSettings(role="server"), Clock())
+        self.server.makeConnection(socket)
+        self.server.dataReceived(self.hello)
+        self.assertEqual({len(piece) for piece in socket.sent}, {3})
+        self.assertIn(socket, self.reactor.getWriters())
+        socket.takes = None
+        socket.doWrite()
+        self.assertNotIn(socket, self.reactor.getWriters())
+        self.client.dataReceived(b"".join(socket.sent))
+        self.assertFalse(self.client.transport.disconnecting)  # type: ignore[union-attr]
+
+    def test_behindWhatWaits(self) -> None:
+        """
+        An answer goes behind what the socket already holds, unsent: not
+        straight to the socket.
+        """
+        socket = _Watching(self.reactor)
+        self.server = TestPeer()
+        self.server.configure(ConnectionSettings(role="server"), Clock())
+        self.server.makeConnection(socket)
+        socket.write(b"first")
+        self.server.dataReceived(self.hello)
+        self.assertTrue(b"".join(socket.sent).startswith(b"first"))
+
     def test_otherOutputWaits(self) -> None:
         """
         Output that does not answer a read (a close asked for by the
@@ -830,22 +909,20 @@ class SendNowTests(SynchronousTestCase):
 
 class _Counting(_Socket):
     """
-    A L{_Socket} that counts what it was given, to tell what it holds.
+    A L{_Socket} that tells what it holds, and the most it held.
     """
 
-    given = 0
     mostHeld = 0
 
     def write(self, data: bytes) -> None:
-        self.given += len(data)
         super().write(data)
         self.mostHeld = max(self.mostHeld, self.held())
 
     def held(self) -> int:
         """
-        @return: how many bytes it was given and has not sent.
+        @return: how many bytes it was given to send and has not sent.
         """
-        return self.given - sum(len(piece) for piece in self.sent)
+        return len(self.dataBuffer) - self.offset + self._tempDataLen
 
 
 if TYPE_CHECKING:

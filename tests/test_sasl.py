@@ -1000,17 +1000,23 @@ class SASLGateTests(SynchronousTestCase):
 
         @return: the gate and its transport.
         """
-        transport = transport or StringTransport()
+        wire = transport or StringTransport()
+
+        def authenticated(avatarId: AvatarId, rest: bytes, outcome: bytes) -> None:
+            # As the protocol does: the outcome goes out first.
+            wire.write(outcome)
+            self.authenticated.append((avatarId, rest))
+
         config = SASLConfig(checkers=checkers, **kw)  # type: ignore[arg-type]
         gate = SASLGate(
             config,
-            transport,
+            wire,
             self.clock,
             tls=tls,
-            authenticated=lambda a, r: self.authenticated.append((a, r)),
+            authenticated=authenticated,
             failed=failed or self.failures.append,
         )
-        return gate, transport
+        return gate, wire
 
     def pump(self, client: Transport, gate: SASLGate, wire: StringTransport) -> None:
         """
@@ -1242,7 +1248,7 @@ class SASLGateTests(SynchronousTestCase):
             wire,
             self.clock,
             tls=False,
-            authenticated=lambda a, r: None,
+            authenticated=lambda a, r, o: None,
         )
         gate.dataReceived(b"HTTP")
         self.assertTrue(wire.disconnecting)
