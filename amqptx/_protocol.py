@@ -65,6 +65,10 @@ _Waiter = Deferred[Any] | tuple[Callable[[Any], object], Any]
 # Seconds to wait for the peer's Close after sending ours.
 CLOSE_TIMEOUT = 5.0
 
+# The most bytes of an answer gathered for one send (see flush): Twisted's
+# buffer size.  Beyond, output goes through the transport's buffer.
+_ANSWER_LIMIT = 1 << 16
+
 DELIVERY_BUDGET = 32
 """
 At most this many deliveries (messages, or updates of sent ones) are handled
@@ -660,8 +664,9 @@ class AMQPProtocol(Protocol):
                 # may have kept some back.
                 assert answer is not None
                 wrote = False
-                writeNow(self.transport, b"".join(answer))
-                del answer[:]
+                if answer:
+                    writeNow(self.transport, b"".join(answer))
+                    del answer[:]
                 sendNow(self.transport)
                 if self._yielded or not self._again:
                     break
@@ -699,12 +704,23 @@ class AMQPProtocol(Protocol):
         @return: whether anything was written.
         """
         wrote = False
-        write = self.transport.write if answer is None else answer.append  # type: ignore[union-attr]
+        transport: Any = self.transport
         while not self._outputHeld and not self._disconnecting:
             output = engine.takeOutput()
             if not output:
                 break
-            write(output)
+            if answer is not None and sum(map(len, answer)) + len(output) <= (
+                _ANSWER_LIMIT
+            ):
+                answer.append(output)
+            else:
+                # Large output (messages sent as credit came) goes through
+                # the transport's buffer, whose fill holds proton's output
+                # back (see pauseProducing); what was gathered goes first.
+                if answer:
+                    transport.write(b"".join(answer))
+                    del answer[:]
+                transport.write(output)
             wrote = True
         return wrote
 

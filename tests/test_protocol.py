@@ -909,10 +909,17 @@ class SendNowTests(SynchronousTestCase):
 
 class _Counting(_Socket):
     """
-    A L{_Socket} that tells what it holds, and the most it held.
+    A L{_Socket} that tells what it holds, and the most it held; and may
+    take only so many bytes per send (a slow network).
     """
 
     mostHeld = 0
+    takes: int | None = None
+
+    def writeSomeData(self, data: bytes) -> int:
+        if self.takes is not None:
+            data = data[: self.takes]
+        return super().writeSomeData(data)
 
     def write(self, data: bytes) -> None:
         super().write(data)
@@ -1054,6 +1061,21 @@ class _OutputFlowMixin(_Base):
         self.exchange()
         self.assertEqual([m.body for _, m in self.peer.received], [self.body])
         self.successResultOf(d)
+        self.assertLessEqual(self.socket.mostHeld, self.socket.bufferSize + 256 * 1024)
+
+    def test_heldInAnAnswer(self) -> None:
+        """
+        A large message that waited for the peer's credit, and goes out in
+        answer to the read that brought it, is handed to the transport a
+        piece at a time too: however slowly the socket sends, it never holds
+        much more than its buffer.
+        """
+        self.exchange()
+        self.socket.takes = 1000
+        sending = self.client.send("q", Message(body=self.body))
+        self.exchange()
+        self.assertEqual([m.body for _, m in self.peer.received], [self.body])
+        self.successResultOf(sending)
         self.assertLessEqual(self.socket.mostHeld, self.socket.bufferSize + 256 * 1024)
 
     def test_closedByProtocol(self) -> None:
