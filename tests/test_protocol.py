@@ -792,44 +792,14 @@ class SendNowTests(SynchronousTestCase):
         self.assertEqual(b"".join(socket.sent), self.hello)
         self.assertNotIn(socket, self.reactor.getWriters())
 
-    def test_saslGateAnswers(self) -> None:
+    def test_straightToTheSocket(self) -> None:
         """
         Behind amqptx's own SASL gate as well, each of the server's answers
         (the mechanisms; the outcome with the server's AMQP header and Open)
-        leaves within the C{dataReceived} of what it answers; the client's
-        header and Open need no answer.
-        """
-        server = TestPeer()
-        server.configure(
-            ConnectionSettings(
-                role="server", sasl=SASLConfig(checkers=(AllowAnonymousAccess(),))
-            ),
-            Clock(),
-        )
-        socket = _Socket(self.reactor)
-        server.makeConnection(socket)
-        answers = 0
-        for _ in range(10):
-            toServer = self.clientTransport.value()
-            self.clientTransport.clear()
-            if not toServer:
-                break
-            server.dataReceived(toServer)
-            self.assertNotIn(socket, self.reactor.getWriters())
-            toClient = b"".join(socket.sent)
-            del socket.sent[:]
-            if toClient:
-                answers += 1
-                self.client.dataReceived(toClient)
-        self.assertTrue(server.opened and self.client.opened)
-        self.assertEqual(answers, 2)
-
-    def test_straightToTheSocket(self) -> None:
-        """
-        Each answer, behind amqptx's SASL gate too (the mechanisms; the
-        outcome with the server's header and Open), is one send straight to
-        the socket: the socket is never registered to write (no reactor
-        round, no C{epoll_ctl}).
+        leaves within the C{dataReceived} of what it answers, in one send
+        straight to the socket: the socket is never registered to write (no
+        reactor round, no C{epoll_ctl}).  The client's header and Open need
+        no answer.
         """
         server = TestPeer()
         server.configure(
@@ -848,7 +818,6 @@ class SendNowTests(SynchronousTestCase):
             self.client.dataReceived(b"".join(socket.sent))
             del socket.sent[:]
         self.assertTrue(server.opened and self.client.opened)
-        # (The client's header and Open need no answer.)
         self.assertEqual(sends, [1, 1, 0])
         self.assertEqual(socket.registered, 0)
 
