@@ -794,6 +794,14 @@ class Receiver(_Link):
             d.errback(reason)
 
 
+# The handler methods of the events an AMQPConnection handles in C.
+_HANDLED_IN_C = (
+    Event.LINK_REMOTE_OPEN.method,
+    Event.DELIVERY.method,
+    Event.LINK_FLOW.method,
+)
+
+
 class AMQPConnection(AMQPProtocol):
     """
     An AMQP connection with a Deferred API: send to and receive from
@@ -819,6 +827,24 @@ class AMQPConnection(AMQPProtocol):
         self._replies: dict[str | None, Receiver] = {}
         self._requests: dict[object, Deferred[Message]] = {}
         self._linksNamed = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """
+        Refuse a subclass that defines a handler method for the events an
+        C{AMQPConnection} handles itself, with proton's C functions (the
+        peer's attach, deliveries, credit): it would never be called.
+
+        @raise TypeError: naming the method.
+        """
+        super().__init_subclass__(**kwargs)
+        for name in _HANDLED_IN_C:
+            if name in vars(cls):
+                raise TypeError(
+                    f"{cls.__qualname__}.{name} would never be called: an "
+                    f"AMQPConnection handles its links' attaches, deliveries "
+                    f"and credit itself; use its Deferred API, or an "
+                    f"AMQPProtocol with a handler of your own"
+                )
 
     def _newSession(self) -> _raw.CData:
         session = self._session

@@ -944,3 +944,33 @@ class WrapperlessTests(_Connected):
         gc.collect()
         self.assertEqual(receiver.address, "in")
         self.assertEqual(receiver.link.name, receiver.name)
+
+
+class SubclassTests(SynchronousTestCase):
+    """
+    A subclass of L{AMQPConnection} cannot define a handler method for the
+    events it handles in C: the method would never be called.
+    """
+
+    def test_handledInC(self) -> None:
+        """
+        Defining C{on_link_remote_open}, C{on_delivery} or C{on_link_flow}
+        raises L{TypeError} naming the class and the method.
+        """
+        for name in ("on_link_remote_open", "on_delivery", "on_link_flow"):
+            with self.assertRaises(TypeError) as raised:
+                type("Mine", (AMQPConnection,), {name: lambda self, event: None})
+            self.assertIn(f"Mine.{name} would never be called", str(raised.exception))
+
+    def test_otherHandlers(self) -> None:
+        """
+        Other handler methods and hooks are fine, and are called.
+        """
+        calls = []
+
+        class Mine(AMQPConnection):
+            def on_connection_remote_open(self, event: object) -> None:
+                calls.append("open")
+
+        connectPair(TestPeer(), Mine(), Clock())
+        self.assertEqual(calls, ["open"])
