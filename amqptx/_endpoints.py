@@ -417,6 +417,7 @@ class AMQPClientEndpoint:
         """
         reactor: Any = self._reactor
         host, port, tlsOptions = self._host, self._port, self._tlsOptions
+        # The TCP connection's own limit, when the attempt has none.
         timeout = self._timeout or DEFAULT_TIMEOUT
         attempt = _OpeningAttempt(reactor, self._timeout, f"{host}:{port}")
         factory = _ConfiguringFactory(protocolFactory, self.settings, reactor, attempt)
@@ -428,9 +429,14 @@ class AMQPClientEndpoint:
         if isIPAddress(host) or isIPv6Address(host):
             # Straight to the address: no name resolution (which Twisted's
             # endpoints do in a thread for IPv6), and none of the wrappers
-            # of Twisted's endpoints between the transport and the protocol.
+            # of Twisted's endpoints between the transport and the protocol;
+            # and one timer, the attempt's (which stops the connector).
             attempt.connector = reactor.connectTCP(
-                host, port, wrapped, timeout, self._bindAddress
+                host,
+                port,
+                wrapped,
+                None if self._timeout is not None else timeout,
+                self._bindAddress,
             )
         else:
             # Every address of the name, IPv4 and IPv6.

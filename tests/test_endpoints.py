@@ -1448,17 +1448,29 @@ class AddressConnectTests(ConnectTests):
 
     def test_straight(self) -> None:
         """
-        The endpoint's own C{connectTCP} carries the timeout and the bind
-        address, and the transport's protocol is the AMQP connection itself:
-        no wrapper of Twisted's endpoints between them.
+        The endpoint's own C{connectTCP} carries the bind address and no
+        timeout (the attempt's own timer covers the TCP connection too), and
+        the transport's protocol is the AMQP connection itself: no wrapper of
+        Twisted's endpoints between them.
         """
         self.listenAMQP()
         d = self.connect(":timeout=7:bindAddress=127.0.0.2")
         _, port, _, timeout, bindAddress = self.reactor.tcpClients[-1]
-        self.assertEqual((port, timeout, bindAddress), (5672, 7.0, ("127.0.0.2", 0)))
+        self.assertEqual((port, timeout, bindAddress), (5672, None, ("127.0.0.2", 0)))
+        self.assertEqual(len(self.reactor.getDelayedCalls()), 1)
         pump = completeConnection(self.reactor)
         connection = self.successResultOf(d)
         self.assertIs(pump.clientIO.protocol, connection)
+
+    def test_noLimit(self) -> None:
+        """
+        With no limit on the attempt (C{timeout=None}), the TCP connection
+        still has one: C{connectTCP}'s, the default 30 s.
+        """
+        endpoint = AMQPClientEndpoint(self.reactor, self.host, timeout=None)
+        endpoint.connect(_connectionFactory())
+        self.assertEqual(self.reactor.tcpClients[-1][3], 30)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
 
     def test_notAnAMQPFactory(self) -> None:
         """
