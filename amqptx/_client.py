@@ -838,7 +838,8 @@ class AMQPConnection(AMQPProtocol):
         """
         super().__init_subclass__(**kwargs)
         for name in _HANDLED_IN_C:
-            if name in vars(cls):
+            # Its own, or a mixin's (a proton MessagingHandler's, say).
+            if hasattr(cls, name):
                 raise TypeError(
                     f"{cls.__qualname__}.{name} would never be called: an "
                     f"AMQPConnection handles its links' attaches, deliveries "

@@ -962,6 +962,19 @@ class SubclassTests(SynchronousTestCase):
                 type("Mine", (AMQPConnection,), {name: lambda self, event: None})
             self.assertIn(f"Mine.{name} would never be called", str(raised.exception))
 
+    def test_handledInCByAMixin(self) -> None:
+        """
+        A method from a mixin counts as well.
+        """
+
+        class Deliveries:
+            def on_delivery(self, event: object) -> None:
+                pass
+
+        with self.assertRaises(TypeError) as raised:
+            type("Mixed", (Deliveries, AMQPConnection), {})
+        self.assertIn("Mixed.on_delivery", str(raised.exception))
+
     def test_otherHandlers(self) -> None:
         """
         Other handler methods and hooks are fine, and are called.
