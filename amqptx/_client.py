@@ -810,6 +810,12 @@ class AMQPConnection(AMQPProtocol):
     Build it through an amqptx endpoint (or C{amqptx.connect}); the Deferred
     of C{endpoint.connect(factory)} fires with it once the connection is open.
 
+    It is its own proton event handler, but handles its links' attaches,
+    deliveries and credit itself, with proton's C functions: a subclass may
+    override the protocol's hooks (C{connectionOpened}, say) and other
+    handler methods, not C{on_link_remote_open}, C{on_delivery} or
+    C{on_link_flow} (L{TypeError} at class definition).
+
     @ivar recoverable: whether a new connection will take over this one's
         senders and receivers if it drops (see L{adopt}); set by
         L{amqptx.ReconnectingAMQPClientFactory}.
