@@ -844,7 +844,7 @@ class AMQPConnection(AMQPProtocol):
         """
         super().__init_subclass__(**kwargs)
         for name in _HANDLED_IN_C:
-            # Its own, or a mixin's (a proton MessagingHandler's, say).
+            # Its own, or a mixin's.
             if hasattr(cls, name):
                 raise TypeError(
                     f"{cls.__qualname__}.{name} would never be called: an "

@@ -417,8 +417,6 @@ class AMQPClientEndpoint:
         """
         reactor: Any = self._reactor
         host, port, tlsOptions = self._host, self._port, self._tlsOptions
-        # The TCP connection's own limit, when the attempt has none.
-        timeout = self._timeout or DEFAULT_TIMEOUT
         attempt = _OpeningAttempt(reactor, self._timeout, f"{host}:{port}")
         factory = _ConfiguringFactory(protocolFactory, self.settings, reactor, attempt)
         wrapped: IProtocolFactory = factory
@@ -430,18 +428,23 @@ class AMQPClientEndpoint:
             # Straight to the address: no name resolution (which Twisted's
             # endpoints do in a thread for IPv6), and none of the wrappers
             # of Twisted's endpoints between the transport and the protocol;
-            # and one timer, the attempt's (which stops the connector).
+            # and one timer, the attempt's (which stops the connector), or
+            # TCP's own when the attempt has no limit.
             attempt.connector = reactor.connectTCP(
                 host,
                 port,
                 wrapped,
-                None if self._timeout is not None else timeout,
+                DEFAULT_TIMEOUT if self._timeout is None else None,
                 self._bindAddress,
             )
         else:
             # Every address of the name, IPv4 and IPv6.
             endpoint = HostnameEndpoint(
-                reactor, host, port, timeout=timeout, bindAddress=self._bindAddress
+                reactor,
+                host,
+                port,
+                timeout=self._timeout or DEFAULT_TIMEOUT,
+                bindAddress=self._bindAddress,
             )
             attempt.through(endpoint.connect(wrapped))
         return attempt.result  # type: ignore[return-value]
