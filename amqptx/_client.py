@@ -794,7 +794,8 @@ class Receiver(_Link):
             d.errback(reason)
 
 
-# The handler methods of the events an AMQPConnection handles in C.
+# The handler methods of the events an AMQPConnection handles in C: those of
+# its _eventsInC and _rawEvents (keep them in step).
 _HANDLED_IN_C = (
     Event.LINK_REMOTE_OPEN.method,
     Event.DELIVERY.method,
